@@ -1,0 +1,101 @@
+# snapbox - one Makefile. `make` builds the CLI, the libraries and the guests;
+# `make check` runs the test suite (KVM tests inside a QEMU VM when this
+# machine has no /dev/kvm); `make demo` shows the main job.
+
+CC        ?= gcc
+BUILD     ?= build
+GEN       := $(BUILD)/gen
+SAN       := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+WARN      := -std=c11 -Wall -Wextra -Werror
+HOST_CFLAGS := $(WARN) -O2 -g -D_GNU_SOURCE -Iinclude -I$(GEN) -Isrc -fvisibility=hidden
+LIBS      := -lelf -llz4 -lxxhash -lpthread -lrt
+
+LIB_SRCS  := $(wildcard src/common/*.c src/loader/*.c src/vcpu/*.c src/snapshot/*.c)
+CLI_SRCS  := $(wildcard src/cli/*.c)
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+SAN_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/san/%.o)
+CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
+HEADERS   := $(wildcard include/*.h src/*.h src/*/*.h) $(GEN)/sbx_version.h
+
+# Guests: freestanding x86-64, linked by guest/guest.ld.
+GUEST_CFLAGS := $(WARN) -O2 -ffreestanding -fno-pic -fno-pie -mno-red-zone \
+                -fno-stack-protector -fno-asynchronous-unwind-tables -fcf-protection=none \
+                -Iinclude -Iguest/lib -I$(GEN)
+GUEST_LDFLAGS := -nostdlib -static -no-pie -T guest/guest.ld -Wl,-z,max-page-size=4096 \
+                 -Wl,--build-id=none -Wl,-z,noexecstack
+GUEST_LIB   := $(BUILD)/guest-lib/guest.o $(BUILD)/guest-lib/entry.o $(BUILD)/guest-lib/note.o
+GUESTS      := $(BUILD)/guests/demo.elf $(BUILD)/guests/hostile.elf $(BUILD)/guests/plain.elf
+
+TESTS_NATIVE := $(BUILD)/tests/test_loader
+TESTS_KVM    := $(BUILD)/tests/test_kvm
+DEPS_STAMP   := $(BUILD)/.deps-build
+
+.PHONY: all check demo clean deps
+all: $(BUILD)/snapbox $(BUILD)/libsnapbox.a $(BUILD)/libsnapbox.so $(GUESTS)
+
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP): scripts/deps.sh
+	@mkdir -p $(@D)
+	sh scripts/deps.sh build
+	@touch $@
+
+# The one source of the version: VERSION, checked and turned into a header.
+$(GEN)/sbx_version.h: VERSION scripts/gen-version.sh
+	@mkdir -p $(@D)
+	sh scripts/gen-version.sh VERSION > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/%.o: %.c $(HEADERS) | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(HOST_CFLAGS) -fPIC -c $< -o $@
+
+$(BUILD)/san/%.o: %.c $(HEADERS) | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(HOST_CFLAGS) $(SAN) -c $< -o $@
+
+$(BUILD)/libsnapbox.a: $(LIB_OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libsnapbox.so: $(LIB_OBJS)
+	$(CC) -shared -o $@ $^ $(LIBS)
+
+$(BUILD)/snapbox: $(CLI_OBJS) $(BUILD)/libsnapbox.a
+	$(CC) -o $@ $(CLI_OBJS) $(BUILD)/libsnapbox.a $(LIBS)
+
+$(BUILD)/guest-lib/%.o: guest/lib/%.c $(HEADERS) guest/lib/sbx_guest.h | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(GUEST_CFLAGS) -c $< -o $@
+
+$(BUILD)/guest-lib/%.o: guest/lib/%.S $(HEADERS) | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(GUEST_CFLAGS) -c $< -o $@
+
+$(BUILD)/guests/%.o: guest/%.c $(HEADERS) guest/lib/sbx_guest.h | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(GUEST_CFLAGS) -c $< -o $@
+
+$(BUILD)/guests/demo.elf: $(BUILD)/guests/demo/demo.o $(GUEST_LIB) guest/guest.ld
+	$(CC) $(GUEST_LDFLAGS) -o $@ $(GUEST_LIB) $<
+
+$(BUILD)/guests/hostile.elf: $(BUILD)/guests/hostile/hostile.o $(GUEST_LIB) guest/guest.ld
+	$(CC) $(GUEST_LDFLAGS) -o $@ $(GUEST_LIB) $<
+
+# A guest without the guest library and without a version note.
+$(BUILD)/guests/plain.elf: guest/plain/plain.S $(HEADERS) guest/guest.ld | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(GUEST_CFLAGS) $(GUEST_LDFLAGS) -o $@ $<
+
+# Tests run against the library built with ASan and UBSan.
+$(BUILD)/tests/%: tests/%.c tests/testutil.h $(SAN_OBJS) $(HEADERS)
+	@mkdir -p $(@D)
+	$(CC) $(HOST_CFLAGS) $(SAN) -Itests -o $@ $< $(SAN_OBJS) $(LIBS) -lcmocka
+
+check: all $(TESTS_NATIVE) $(TESTS_KVM)
+	@for t in $(TESTS_NATIVE); do echo "== $$t"; SBX_BUILD=$(BUILD) $$t || exit 1; done
+	sh tests/run-kvm.sh $(TESTS_KVM)
+
+demo: all
+	sh scripts/demo.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD)

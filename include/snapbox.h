@@ -1,0 +1,239 @@
+/*
+ * snapbox.h - load, check and run small freestanding x86-64 guests in KVM.
+ *
+ * Conventions
+ * - Every public name starts with sbx_ / SBX_. Handles are opaque.
+ * - A function that can fail returns 0 (or a count) on success and a negative
+ *   enum sbx_error code on failure. When the caller passes a struct sbx_diag,
+ *   it is filled with the code and a message naming the file, the field and
+ *   the reason, ready to print. Pass NULL to ignore it.
+ * - The library never prints and never exits; it reports warnings through the
+ *   caller's log callback, if one is given. It keeps no global mutable state,
+ *   except the no-op handler it installs for the deadline signal (see
+ *   struct sbx_config).
+ * - Ownership: handles are freed by their own free/destroy function. Strings
+ *   and bytes that the library returns point into memory owned by the handle
+ *   they came from; each function says how long they stay valid.
+ */
+#ifndef SNAPBOX_H
+#define SNAPBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sbx_abi.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Marks the functions libsnapbox.so exports; everything else stays hidden. */
+#define SBX_API __attribute__((visibility("default")))
+
+/* ---- Errors ----------------------------------------------------------------- */
+enum sbx_error {
+    SBX_OK = 0,
+    SBX_E_INVAL = -1,        /* bad argument from the caller */
+    SBX_E_NOMEM = -2,        /* out of host memory */
+    SBX_E_IO = -3,           /* a file could not be opened, read or written */
+    SBX_E_ELF = -4,          /* not an ELF file snapbox accepts, or malformed */
+    SBX_E_NOTE = -5,         /* the version note is malformed */
+    SBX_E_VERSION = -6,      /* guest and host versions are incompatible */
+    SBX_E_NO_NOTE = -7,      /* no version note, and the policy requires one */
+    SBX_E_KVM = -8,          /* /dev/kvm is missing or a KVM call failed */
+    SBX_E_GUEST_ABORT = -9,  /* the guest aborted (diag.abort_code) */
+    SBX_E_GUEST_FAULT = -10, /* CPU exception in the guest (diag.fault) */
+    SBX_E_TIMEOUT = -11,     /* the call ran past its deadline */
+    SBX_E_GUEST_ABI = -12,   /* the guest broke the ABI (bad pointer, length, type) */
+    SBX_E_POISONED = -13,    /* an earlier abort, fault or timeout poisoned the sandbox */
+    SBX_E_NO_FUNC = -14,     /* no guest function of that name */
+    SBX_E_ARGS = -15,        /* wrong number or types of arguments */
+    SBX_E_HOST_FN = -16,     /* a host function failed */
+    SBX_E_LIMIT = -17,       /* a configured limit was exceeded */
+    SBX_E_ERROR_MIN_ = -17
+};
+
+#define SBX_DIAG_MSG_MAX 512
+
+struct sbx_fault_info {
+    uint32_t vector;     /* x86 exception vector (14 = page fault, ...) */
+    uint64_t rip;        /* instruction that faulted */
+    uint64_t addr;       /* faulting address (CR2) for page faults, else 0 */
+    uint64_t error_code; /* the CPU's error code, where the vector has one */
+};
+
+struct sbx_diag {
+    int code;                   /* enum sbx_error */
+    char msg[SBX_DIAG_MSG_MAX]; /* human message, NUL-terminated */
+    struct sbx_fault_info fault; /* set with SBX_E_GUEST_FAULT */
+    int32_t abort_code;         /* set with SBX_E_GUEST_ABORT */
+};
+
+/* Static text for an error code ("guest version mismatch", ...). */
+SBX_API const char *sbx_strerror(int code);
+
+/* ---- Logging ---------------------------------------------------------------- */
+/* Receives library warnings and guest log messages; msg is valid during the call. */
+typedef void (*sbx_log_fn)(void *ctx, enum sbx_log_level level, const char *msg);
+
+/* ---- Versions ----------------------------------------------------------------- */
+struct sbx_version {
+    uint32_t major, minor, patch;
+    uint32_t abi; /* SBX_ABI_VERSION of the guest/host ABI */
+    char string[SBX_VERSION_STRING_MAX];
+};
+
+enum sbx_version_policy {
+    SBX_VERSION_EXACT = 0,   /* default: same major.minor.patch and ABI */
+    SBX_VERSION_RELAXED = 1, /* same major.minor and ABI, guest patch >= host patch */
+};
+
+/* This host's version (from the VERSION file) and ABI. */
+SBX_API void sbx_host_version(struct sbx_version *out);
+
+/* 0 if the guest's version is acceptable to host under policy, else
+ * SBX_E_VERSION with both versions in diag. */
+SBX_API int sbx_version_check(const struct sbx_version *host, const struct sbx_version *guest,
+                      enum sbx_version_policy policy, const char *what, struct sbx_diag *diag);
+
+/* ---- Guests (ELF files) ------------------------------------------------------- */
+struct sbx_guest;
+
+struct sbx_load_opts {
+    enum sbx_version_policy policy;
+    bool require_note;  /* reject a guest without a version note */
+    sbx_log_fn log;     /* optional: warnings (e.g. "no version note") */
+    void *log_ctx;
+};
+
+enum sbx_note_source {
+    SBX_NOTE_NONE = 0,
+    SBX_NOTE_FROM_PHDR = 1,    /* found through a PT_NOTE program header */
+    SBX_NOTE_FROM_SECTION = 2, /* found through an SHT_NOTE section header only */
+};
+
+struct sbx_segment {
+    uint64_t vaddr, memsz, offset, filesz;
+    uint32_t flags; /* PF_R | PF_W | PF_X */
+};
+
+/* Read and validate an ELF guest (ELF64, x86-64, ET_EXEC, little-endian,
+ * PT_LOAD segments inside the guest image range) and find its version note.
+ * Does not apply the version policy: see sbx_guest_check_version. */
+SBX_API int sbx_guest_open(const char *path, struct sbx_guest **out, struct sbx_diag *diag);
+
+/* Apply opts' version policy to an opened guest. A guest without a note is
+ * accepted with a warning through opts->log unless opts->require_note. */
+SBX_API int sbx_guest_check_version(const struct sbx_guest *g, const struct sbx_load_opts *opts,
+                            struct sbx_diag *diag);
+
+/* sbx_guest_open followed by sbx_guest_check_version; opts may be NULL. */
+SBX_API int sbx_guest_load(const char *path, const struct sbx_load_opts *opts, struct sbx_guest **out,
+                   struct sbx_diag *diag);
+
+SBX_API void sbx_guest_free(struct sbx_guest *g);
+
+SBX_API const char *sbx_guest_path(const struct sbx_guest *g);
+SBX_API uint64_t sbx_guest_entry(const struct sbx_guest *g);
+SBX_API size_t sbx_guest_segment_count(const struct sbx_guest *g);
+/* The i-th PT_LOAD segment; NULL if i is out of range. Valid while g lives. */
+SBX_API const struct sbx_segment *sbx_guest_segment(const struct sbx_guest *g, size_t i);
+/* Where the version note was found; fills *out when it was. */
+SBX_API enum sbx_note_source sbx_guest_note(const struct sbx_guest *g, struct sbx_version *out);
+/* XXH3-64 of the whole ELF file. */
+SBX_API uint64_t sbx_guest_hash(const struct sbx_guest *g);
+
+/* ---- Values --------------------------------------------------------------------- */
+struct sbx_value {
+    enum sbx_type type;
+    union {
+        int32_t i32;
+        int64_t i64;
+        uint64_t u64;
+        double f64;
+        bool b;
+        struct {
+            const void *ptr; /* STR: UTF-8, not necessarily NUL-terminated */
+            size_t len;
+        } buf;
+    } u;
+};
+
+/* Name of a type ("i32", "str", ...); "?" for an unknown code. */
+SBX_API const char *sbx_type_name(enum sbx_type t);
+
+/* ---- Sandboxes -------------------------------------------------------------------- */
+struct sbx_sandbox;
+
+/* A host function the guest may call by name. Write the result into *ret,
+ * whose type is preset to the declared return type; a STR/BYTES result's
+ * memory must stay valid until the callback returns (snapbox copies it).
+ * Return 0, or a negative value that the guest receives as the call's status. */
+typedef int (*sbx_host_cb)(void *ctx, const struct sbx_value *args, size_t nargs,
+                           struct sbx_value *ret);
+
+struct sbx_host_fn {
+    const char *name;
+    enum sbx_type ret;
+    uint8_t nargs;
+    enum sbx_type args[SBX_MAX_ARGS];
+    sbx_host_cb fn;
+    void *ctx;
+};
+
+#define SBX_DEFAULT_MEM_SIZE (SBX_U64(8) << 20)
+#define SBX_DEFAULT_DEADLINE_MS 1000u
+
+struct sbx_config {
+    uint64_t mem_size;       /* 0: SBX_DEFAULT_MEM_SIZE; SBX_MEM_MIN..SBX_MEM_MAX, 2 MiB multiple */
+    uint32_t deadline_ms;    /* per call (and for init); 0: SBX_DEFAULT_DEADLINE_MS */
+    sbx_log_fn log;          /* guest log messages and library warnings; may be NULL */
+    void *log_ctx;
+    const struct sbx_host_fn *host_fns; /* copied at create; names must stay valid */
+    size_t n_host_fns;
+    /* Signal sent to the calling thread to interrupt KVM_RUN at the deadline;
+     * 0 means SIGRTMIN+1. snapbox installs a no-op handler for it if the
+     * signal's disposition is the default one. */
+    int deadline_signal;
+};
+
+/* Create a sandbox: allocate guest memory, load the guest's segments, build
+ * page tables, GDT and IDT, create the KVM VM and vCPU, and run the guest's
+ * initialisation until it reports ready. The guest must have passed
+ * sbx_guest_check_version. cfg may be NULL for defaults. */
+SBX_API int sbx_sandbox_create(const struct sbx_guest *g, const struct sbx_config *cfg,
+                       struct sbx_sandbox **out, struct sbx_diag *diag);
+
+/* Call guest function name with nargs typed arguments. On success *ret holds
+ * the result; a STR/BYTES result points into memory owned by the sandbox,
+ * valid until the next call or sbx_sandbox_destroy. After an abort, a fault
+ * or a timeout the sandbox is poisoned and every later call fails with
+ * SBX_E_POISONED. */
+SBX_API int sbx_sandbox_call(struct sbx_sandbox *s, const char *name, const struct sbx_value *args,
+                     size_t nargs, struct sbx_value *ret, struct sbx_diag *diag);
+
+SBX_API bool sbx_sandbox_poisoned(const struct sbx_sandbox *s);
+
+/* A guest function's signature, as the guest registered it. */
+struct sbx_func_info {
+    const char *name; /* valid while the sandbox lives */
+    enum sbx_type ret;
+    uint8_t nargs;
+    enum sbx_type args[SBX_MAX_ARGS];
+};
+
+SBX_API size_t sbx_sandbox_function_count(const struct sbx_sandbox *s);
+/* 0 and *out filled, or SBX_E_INVAL if i is out of range. */
+SBX_API int sbx_sandbox_function(const struct sbx_sandbox *s, size_t i, struct sbx_func_info *out);
+/* The function named name, or SBX_E_NO_FUNC. */
+SBX_API int sbx_sandbox_find_function(const struct sbx_sandbox *s, const char *name,
+                              struct sbx_func_info *out);
+
+SBX_API void sbx_sandbox_destroy(struct sbx_sandbox *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,38 @@
+#!/bin/sh
+# deps.sh - install the Debian packages snapbox needs, only those missing.
+# usage: scripts/deps.sh [build|vm|all]   (default: all)
+#   build: compiler-side libraries (libelf, lz4, xxHash, cmocka, binutils)
+#   vm:    what tests/kvm-vm.sh needs to boot a KVM-capable QEMU VM
+# Set SNAPBOX_NO_INSTALL=1 to only report what is missing.
+set -eu
+what=${1:-all}
+build_pkgs="gcc make binutils libelf-dev liblz4-dev libxxhash-dev libcmocka-dev"
+vm_pkgs="qemu-system-x86 busybox-static cpio gzip"
+case "$what" in
+    build) pkgs=$build_pkgs ;;
+    vm) pkgs=$vm_pkgs ;;
+    all) pkgs="$build_pkgs $vm_pkgs" ;;
+    *) echo "deps.sh: unknown set '$what' (build, vm or all)" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+echo "deps.sh: missing Debian packages:$missing" >&2
+if [ "${SNAPBOX_NO_INSTALL:-0}" = 1 ]; then
+    echo "deps.sh: SNAPBOX_NO_INSTALL=1, not installing; install them with apt-get" >&2
+    exit 1
+fi
+sudo=""
+if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "deps.sh: not root and no sudo; run: apt-get install$missing" >&2; exit 1; }
+    sudo="sudo"
+fi
+echo "deps.sh: running apt-get update and apt-get install$missing" >&2
+$sudo apt-get update -qq >&2
+# shellcheck disable=SC2086
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >&2
+echo "deps.sh: installed$missing" >&2

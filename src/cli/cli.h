@@ -1,0 +1,44 @@
+/* cli.h - the snapbox command line: shared helpers of the subcommands. */
+#ifndef SBX_CLI_H
+#define SBX_CLI_H
+
+#include <stdio.h>
+
+#include "snapbox.h"
+
+/* Exit codes, one per kind of failure (documented in README and --help). */
+enum cli_exit {
+    EXIT_OK_ = 0,
+    EXIT_INTERNAL = 1,
+    EXIT_USAGE = 2,
+    EXIT_IO = 3,
+    EXIT_BAD_ELF = 4,
+    EXIT_VERSION = 5,
+    EXIT_NO_NOTE = 6,
+    EXIT_BAD_NOTE = 7,
+    EXIT_KVM = 8,
+    EXIT_GUEST_ABORT = 9,
+    EXIT_GUEST_FAULT = 10,
+    EXIT_TIMEOUT = 11,
+    EXIT_GUEST_ABI = 12,
+    EXIT_BAD_CALL = 13,
+    EXIT_LIMIT = 14,
+    EXIT_HOST_FN = 15,
+};
+
+/* Print "snapbox: MESSAGE" and return the exit code for the error. */
+int cli_report(const struct sbx_diag *diag);
+int cli_exit_code(int err);
+void cli_log(void *ctx, enum sbx_log_level level, const char *msg);
+
+/* Parse text as a value of type t (bytes as hex); 0 or SBX_E_ARGS with diag. */
+int cli_parse_value(const char *text, enum sbx_type t, struct sbx_value *out, void **owned,
+                    struct sbx_diag *diag);
+void cli_print_value(FILE *f, const struct sbx_value *v);
+
+int cmd_inspect(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+/* Call func on s with arguments parsed from texts; print the result; exit code. */
+int cli_call(struct sbx_sandbox *s, const char *func, const char *const *texts, int ntexts);
+
+#endif

@@ -1,0 +1,39 @@
+/* internal.h - definitions shared by the library's source files, not public. */
+#ifndef SBX_INTERNAL_H
+#define SBX_INTERNAL_H
+
+#include <stdarg.h>
+
+#include "snapbox.h"
+
+#define SBX_MAX_SEGMENTS 16u
+#define SBX_MAX_GUEST_FILE (64u << 20) /* largest ELF file we read */
+
+struct sbx_guest {
+    char *path;
+    uint8_t *file;
+    size_t file_size;
+    uint64_t entry;
+    size_t nseg;
+    struct sbx_segment seg[SBX_MAX_SEGMENTS];
+    enum sbx_note_source note_src;
+    struct sbx_version note;
+    uint64_t hash;
+};
+
+/* Fill diag (if any) with code and a formatted message; returns code. */
+int sbx_fail(struct sbx_diag *diag, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Prepend "PREFIX: " (formatted) to diag's message. */
+void sbx_diag_prefix(struct sbx_diag *diag, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Log through a callback if there is one. */
+void sbx_logf(sbx_log_fn log, void *ctx, enum sbx_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Find the snapbox version note among the notes in buf[0, len), each note
+ * aligned to align (4 or 8). Returns 1 and fills *out when found, 0 when there
+ * is none, SBX_E_NOTE with why[] filled when a note is malformed. */
+int sbx_note_parse(const uint8_t *buf, size_t len, size_t align, struct sbx_version *out,
+                   char *why, size_t why_len);
+
+#endif

@@ -1,0 +1,250 @@
+/* hypercall.c - decode and serve the guest's hypercalls. Everything the guest
+ * hands over is read once from the exchange area and range-checked. */
+#include <stdio.h>
+#include <string.h>
+
+#include "vcpu.h"
+
+static const char *op_name(uint8_t op)
+{
+    switch (op) {
+    case SBX_HC_READY: return "READY";
+    case SBX_HC_RETURN: return "RETURN";
+    case SBX_HC_LOG: return "LOG";
+    case SBX_HC_ABORT: return "ABORT";
+    case SBX_HC_HOST_CALL: return "HOST_CALL";
+    default: return "unknown";
+    }
+}
+
+/* Copy guest bytes [gpa, gpa + len) into out as a printable C string. */
+static int read_text(struct sbx_sandbox *s, uint64_t gpa, uint64_t len, char *out, size_t cap,
+                     const char *what, struct sbx_diag *diag)
+{
+    const char *src = sbx_mem_at(&s->vm, gpa, len);
+    if (!src)
+        return sbx_fail(diag, SBX_E_GUEST_ABI,
+                        "guest passed %s at 0x%llx, length %llu, outside its %llu bytes of memory",
+                        what, (unsigned long long)gpa, (unsigned long long)len,
+                        (unsigned long long)s->vm.mem_size);
+    size_t n = len < cap - 1 ? (size_t)len : cap - 1;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (src[i] >= 0x20 && src[i] < 0x7f) || src[i] == '\n' || src[i] == '\t' ? src[i] : '?';
+    out[n] = '\0';
+    return 0;
+}
+
+static int hc_log(struct sbx_sandbox *s, const struct sbx_xchg *x, struct sbx_diag *diag)
+{
+    if (x->hc_a[0] > SBX_LOG_DEBUG)
+        return sbx_fail(diag, SBX_E_GUEST_ABI, "guest log level %llu is not a valid level",
+                        (unsigned long long)x->hc_a[0]);
+    char msg[SBX_MAX_LOG_MSG + 1];
+    int rc = read_text(s, x->hc_a[1], x->hc_a[2], msg, sizeof msg, "a log message", diag);
+    if (rc)
+        return rc;
+    if (s->cfg.log)
+        s->cfg.log(s->cfg.log_ctx, (enum sbx_log_level)x->hc_a[0], msg);
+    return 0;
+}
+
+static int hc_abort(struct sbx_sandbox *s, const struct sbx_xchg *x, struct sbx_diag *diag)
+{
+    char msg[256];
+    int32_t code = (int32_t)x->hc_a[0];
+    if (read_text(s, x->hc_a[1], x->hc_a[2], msg, sizeof msg, "an abort message", NULL))
+        snprintf(msg, sizeof msg, "(message at 0x%llx is outside guest memory)",
+                 (unsigned long long)x->hc_a[1]);
+    int rc = sbx_fail(diag, SBX_E_GUEST_ABORT, "guest aborted with code %d: %s", code, msg);
+    if (diag)
+        diag->abort_code = code;
+    return rc;
+}
+
+/* Convert one guest-supplied value of the expected type to a host value. */
+int sbx_hypercall_value(struct sbx_sandbox *s, const struct sbx_abi_value *v, uint8_t type,
+                            struct sbx_value *out, const char *what, struct sbx_diag *diag)
+{
+    if (v->type != type)
+        return sbx_fail(diag, SBX_E_GUEST_ABI, "guest gave %s of type %s, expected %s", what,
+                        sbx_type_name(v->type), sbx_type_name(type));
+    out->type = type;
+    switch (type) {
+    case SBX_T_I32:
+        if (v->u.i64 < INT32_MIN || v->u.i64 > INT32_MAX)
+            return sbx_fail(diag, SBX_E_GUEST_ABI, "guest gave %s i32 out of range: %lld", what,
+                            (long long)v->u.i64);
+        out->u.i32 = (int32_t)v->u.i64;
+        return 0;
+    case SBX_T_BOOL:
+        if (v->u.u64 > 1)
+            return sbx_fail(diag, SBX_E_GUEST_ABI, "guest gave %s bool that is %llu, not 0 or 1",
+                            what, (unsigned long long)v->u.u64);
+        out->u.b = v->u.u64 == 1;
+        return 0;
+    case SBX_T_STR:
+    case SBX_T_BYTES:
+        if (v->u.buf.len > SBX_MAX_RESULT ||
+            !(out->u.buf.ptr = sbx_mem_at(&s->vm, v->u.buf.gpa, v->u.buf.len)))
+            return sbx_fail(diag, SBX_E_GUEST_ABI,
+                            "guest gave %s at 0x%llx, length %llu, outside its memory or over "
+                            "the %u-byte limit",
+                            what, (unsigned long long)v->u.buf.gpa,
+                            (unsigned long long)v->u.buf.len, SBX_MAX_RESULT);
+        out->u.buf.len = (size_t)v->u.buf.len;
+        return 0;
+    default:
+        out->u.u64 = v->u.u64; /* I64, U64 and F64 share the bits */
+        return 0;
+    }
+}
+
+static const struct sbx_host_fn *find_host_fn(const struct sbx_sandbox *s, const char *name)
+{
+    for (size_t i = 0; i < s->cfg.n_host_fns; i++)
+        if (strcmp(s->host_fns[i].name, name) == 0)
+            return &s->host_fns[i];
+    return NULL;
+}
+
+/* Write a host function's result into the exchange area for the guest. */
+static int32_t result_to_guest(struct sbx_sandbox *s, const struct sbx_value *r, uint8_t type,
+                               struct sbx_abi_value *out)
+{
+    if (r->type != type)
+        return SBX_E_HOST_FN;
+    *out = (struct sbx_abi_value){ .type = type };
+    switch (type) {
+    case SBX_T_I32: out->u.i64 = r->u.i32; return 0;
+    case SBX_T_BOOL: out->u.i64 = r->u.b; return 0;
+    case SBX_T_STR:
+    case SBX_T_BYTES:
+        if (r->u.buf.len > SBX_XCHG_DATA_SIZE - s->xchg_data_used)
+            return SBX_E_LIMIT;
+        memcpy(sbx_xchg(&s->vm)->data + s->xchg_data_used, r->u.buf.ptr, r->u.buf.len);
+        out->u.buf.gpa = SBX_XCHG_DATA_GPA + s->xchg_data_used;
+        out->u.buf.len = r->u.buf.len;
+        s->xchg_data_used += (uint32_t)r->u.buf.len;
+        return 0;
+    default: out->u.u64 = r->u.u64; return 0;
+    }
+}
+
+static int hc_host_call(struct sbx_sandbox *s, const struct sbx_xchg *x, struct sbx_diag *diag)
+{
+    char name[SBX_MAX_NAME + 1];
+    struct sbx_xchg *shared = sbx_xchg(&s->vm);
+    if (x->hc_a[1] == 0 || x->hc_a[1] > SBX_MAX_NAME)
+        return sbx_fail(diag, SBX_E_GUEST_ABI, "guest host-call name length %llu is not 1..%u",
+                        (unsigned long long)x->hc_a[1], SBX_MAX_NAME);
+    int rc = read_text(s, x->hc_a[0], x->hc_a[1], name, sizeof name, "a host function name", diag);
+    if (rc)
+        return rc;
+    const struct sbx_host_fn *fn = find_host_fn(s, name);
+    if (!fn) {
+        sbx_logf(s->cfg.log, s->cfg.log_ctx, SBX_LOG_WARN, "guest called unknown host function '%s'",
+                 name);
+        shared->host_status = SBX_E_NO_FUNC;
+        return 0;
+    }
+    if (x->nargs != fn->nargs)
+        return sbx_fail(diag, SBX_E_GUEST_ABI, "guest called host function '%s' with %u arguments, "
+                        "it takes %u", name, x->nargs, fn->nargs);
+    struct sbx_value args[SBX_MAX_ARGS];
+    for (uint32_t i = 0; i < x->nargs; i++) {
+        char what[96];
+        snprintf(what, sizeof what, "argument %u of host function '%s'", i + 1, name);
+        rc = sbx_hypercall_value(s, &x->args[i], (uint8_t)fn->args[i], &args[i], what, diag);
+        if (rc)
+            return rc;
+    }
+    struct sbx_value ret = { .type = fn->ret };
+    int32_t status = fn->fn(fn->ctx, args, x->nargs, &ret);
+    if (status == 0)
+        status = result_to_guest(s, &ret, (uint8_t)fn->ret, &shared->ret);
+    shared->host_status = status < 0 ? status : 0;
+    return 0;
+}
+
+int sbx_hypercall(struct sbx_sandbox *s, uint8_t op, uint8_t until, struct sbx_diag *diag)
+{
+    struct sbx_xchg x;
+    memcpy(&x, sbx_xchg(&s->vm), sizeof x); /* one read: the guest cannot change it under us */
+    switch (op) {
+    case SBX_HC_LOG: return hc_log(s, &x, diag);
+    case SBX_HC_ABORT: return hc_abort(s, &x, diag);
+    case SBX_HC_HOST_CALL: return hc_host_call(s, &x, diag);
+    case SBX_HC_READY:
+    case SBX_HC_RETURN:
+        if (op == until)
+            return 1;
+        return sbx_fail(diag, SBX_E_GUEST_ABI, "guest sent %s while the host waited for %s",
+                        op_name(op), op_name(until));
+    default:
+        return sbx_fail(diag, SBX_E_GUEST_ABI, "guest made unknown hypercall %u", op);
+    }
+}
+
+static bool valid_name(const char *name, size_t len)
+{
+    if (len == 0 || len > SBX_MAX_NAME)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'))
+            return false;
+    }
+    return true;
+}
+
+static int read_function(struct sbx_sandbox *s, const struct sbx_abi_func *in, size_t i,
+                         struct sbx_diag *diag)
+{
+    struct sbx_func *f = &s->funcs[i];
+    const char *name = sbx_mem_at(&s->vm, in->name_gpa, in->name_len);
+    if (!name || !valid_name(name, in->name_len))
+        return sbx_fail(diag, SBX_E_GUEST_ABI,
+                        "guest function %zu: name at 0x%llx, length %u, is outside memory or not "
+                        "1..%u characters of [A-Za-z0-9_]",
+                        i, (unsigned long long)in->name_gpa, in->name_len, SBX_MAX_NAME);
+    memcpy(f->name, name, in->name_len);
+    f->name[in->name_len] = '\0';
+    if (in->ret_type >= SBX_T_COUNT_ || in->nargs > SBX_MAX_ARGS)
+        return sbx_fail(diag, SBX_E_GUEST_ABI, "guest function '%s': return type %u or %u arguments "
+                        "invalid", f->name, in->ret_type, in->nargs);
+    f->ret = in->ret_type;
+    f->nargs = in->nargs;
+    for (size_t a = 0; a < f->nargs; a++) {
+        if (in->arg_types[a] == SBX_T_VOID || in->arg_types[a] >= SBX_T_COUNT_)
+            return sbx_fail(diag, SBX_E_GUEST_ABI, "guest function '%s': argument %zu has invalid "
+                            "type %u", f->name, a + 1, in->arg_types[a]);
+        f->args[a] = in->arg_types[a];
+    }
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(s->funcs[j].name, f->name) == 0)
+            return sbx_fail(diag, SBX_E_GUEST_ABI, "guest registered function '%s' twice", f->name);
+    return 0;
+}
+
+/* At READY, hc_a[0] and hc_a[1] give the guest's function table. */
+int sbx_read_functions(struct sbx_sandbox *s, struct sbx_diag *diag)
+{
+    const struct sbx_xchg *x = sbx_xchg(&s->vm);
+    uint64_t gpa = x->hc_a[0], count = x->hc_a[1];
+    if (count > SBX_MAX_FUNCS)
+        return sbx_fail(diag, SBX_E_GUEST_ABI, "guest registered %llu functions, the limit is %u",
+                        (unsigned long long)count, SBX_MAX_FUNCS);
+    const struct sbx_abi_func *table = sbx_mem_at(&s->vm, gpa, count * sizeof *table);
+    if (!table)
+        return sbx_fail(diag, SBX_E_GUEST_ABI, "guest function table at 0x%llx is outside memory",
+                        (unsigned long long)gpa);
+    struct sbx_abi_func copy[SBX_MAX_FUNCS];
+    memcpy(copy, table, count * sizeof *table);
+    for (size_t i = 0; i < count; i++) {
+        int rc = read_function(s, &copy[i], i, diag);
+        if (rc)
+            return rc;
+    }
+    s->nfuncs = count;
+    return 0;
+}

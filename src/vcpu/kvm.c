@@ -1,0 +1,126 @@
+/* kvm.c - open /dev/kvm, create the VM, its memory slot and its one vCPU. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "vcpu.h"
+
+#define CPUID_MAX_ENTRIES 256
+
+int sbx_vm_ioctl_fail(struct sbx_diag *diag, const char *what)
+{
+    return sbx_fail(diag, SBX_E_KVM, "KVM: %s failed: %s", what, strerror(errno));
+}
+
+static int open_kvm(struct sbx_vm *vm, struct sbx_diag *diag)
+{
+    vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (vm->kvm_fd < 0)
+        return sbx_fail(diag, SBX_E_KVM,
+                        "/dev/kvm: cannot open: %s (this machine offers no KVM; "
+                        "tests/kvm-vm.sh runs programs in a VM that does)",
+                        strerror(errno));
+    int api = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+    if (api != KVM_API_VERSION)
+        return sbx_fail(diag, SBX_E_KVM, "/dev/kvm: API version %d, snapbox needs %d", api,
+                        KVM_API_VERSION);
+    static const struct { int cap; const char *name; } caps[] = {
+        { KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY" },
+        { KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID" },
+        { KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT" },
+    };
+    for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++)
+        if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, caps[i].cap) <= 0)
+            return sbx_fail(diag, SBX_E_KVM, "/dev/kvm: missing capability %s", caps[i].name);
+    return 0;
+}
+
+/* Give the guest the CPUID that KVM supports, so SSE and friends work. */
+static int set_cpuid(struct sbx_vm *vm, struct sbx_diag *diag)
+{
+    size_t size = sizeof(struct kvm_cpuid2) + CPUID_MAX_ENTRIES * sizeof(struct kvm_cpuid_entry2);
+    struct kvm_cpuid2 *cpuid = calloc(1, size);
+    if (!cpuid)
+        return sbx_fail(diag, SBX_E_NOMEM, "KVM: out of memory for CPUID");
+    int rc = 0;
+    cpuid->nent = CPUID_MAX_ENTRIES;
+    if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, cpuid) < 0)
+        rc = sbx_vm_ioctl_fail(diag, "KVM_GET_SUPPORTED_CPUID");
+    else if (ioctl(vm->vcpu_fd, KVM_SET_CPUID2, cpuid) < 0)
+        rc = sbx_vm_ioctl_fail(diag, "KVM_SET_CPUID2");
+    free(cpuid);
+    return rc;
+}
+
+static int create_vcpu(struct sbx_vm *vm, struct sbx_diag *diag)
+{
+    vm->vcpu_fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, 0);
+    if (vm->vcpu_fd < 0)
+        return sbx_vm_ioctl_fail(diag, "KVM_CREATE_VCPU");
+    int size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+    if (size < (int)sizeof(struct kvm_run))
+        return sbx_vm_ioctl_fail(diag, "KVM_GET_VCPU_MMAP_SIZE");
+    void *run = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, vm->vcpu_fd, 0);
+    if (run == MAP_FAILED)
+        return sbx_vm_ioctl_fail(diag, "mmap of the vCPU run area");
+    vm->run = run;
+    vm->run_size = (size_t)size;
+    return set_cpuid(vm, diag);
+}
+
+int sbx_vm_create(struct sbx_vm *vm, uint64_t mem_size, struct sbx_diag *diag)
+{
+    *vm = (struct sbx_vm){ .kvm_fd = -1, .vm_fd = -1, .vcpu_fd = -1 };
+    int rc = open_kvm(vm, diag);
+    if (rc)
+        goto err;
+    vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+    if (vm->vm_fd < 0) {
+        rc = sbx_vm_ioctl_fail(diag, "KVM_CREATE_VM");
+        goto err;
+    }
+    void *mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (mem == MAP_FAILED) {
+        rc = sbx_fail(diag, SBX_E_NOMEM, "cannot map %llu bytes of guest memory: %s",
+                      (unsigned long long)mem_size, strerror(errno));
+        goto err;
+    }
+    vm->mem = mem;
+    vm->mem_size = mem_size;
+    struct kvm_userspace_memory_region region = {
+        .slot = 0, .guest_phys_addr = 0, .memory_size = mem_size,
+        .userspace_addr = (uint64_t)(uintptr_t)mem,
+    };
+    if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
+        rc = sbx_vm_ioctl_fail(diag, "KVM_SET_USER_MEMORY_REGION");
+        goto err;
+    }
+    rc = create_vcpu(vm, diag);
+    if (rc)
+        goto err;
+    return 0;
+err:
+    sbx_vm_destroy(vm);
+    return rc;
+}
+
+void sbx_vm_destroy(struct sbx_vm *vm)
+{
+    if (vm->run)
+        munmap(vm->run, vm->run_size);
+    if (vm->mem)
+        munmap(vm->mem, vm->mem_size);
+    if (vm->vcpu_fd >= 0)
+        close(vm->vcpu_fd);
+    if (vm->vm_fd >= 0)
+        close(vm->vm_fd);
+    if (vm->kvm_fd >= 0)
+        close(vm->kvm_fd);
+    *vm = (struct sbx_vm){ .kvm_fd = -1, .vm_fd = -1, .vcpu_fd = -1 };
+}

@@ -1,0 +1,274 @@
+/* sandbox.c - the public sandbox API: create, call, inspect, destroy. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vcpu.h"
+
+const char *sbx_type_name(enum sbx_type t)
+{
+    static const char *names[] = { "void", "i32", "i64", "u64", "f64", "bool", "str", "bytes" };
+    return (unsigned)t < SBX_T_COUNT_ ? names[t] : "?";
+}
+
+static bool valid_type(unsigned t, bool void_ok)
+{
+    return t < SBX_T_COUNT_ && (void_ok || t != SBX_T_VOID);
+}
+
+static int check_host_fns(const struct sbx_config *cfg, struct sbx_diag *diag)
+{
+    for (size_t i = 0; i < cfg->n_host_fns; i++) {
+        const struct sbx_host_fn *f = &cfg->host_fns[i];
+        if (!f->name || !f->fn || strlen(f->name) == 0 || strlen(f->name) > SBX_MAX_NAME ||
+            f->nargs > SBX_MAX_ARGS || !valid_type(f->ret, true))
+            return sbx_fail(diag, SBX_E_INVAL, "host function %zu ('%s'): needs a name of 1..%u "
+                            "bytes, a callback, at most %u arguments and a valid return type",
+                            i, f->name ? f->name : "(null)", SBX_MAX_NAME, SBX_MAX_ARGS);
+        for (size_t a = 0; a < f->nargs; a++)
+            if (!valid_type(f->args[a], false))
+                return sbx_fail(diag, SBX_E_INVAL, "host function '%s': argument %zu has invalid "
+                                "type %d", f->name, a + 1, f->args[a]);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(cfg->host_fns[j].name, f->name) == 0)
+                return sbx_fail(diag, SBX_E_INVAL, "host function '%s' is registered twice",
+                                f->name);
+    }
+    return 0;
+}
+
+static int resolve_config(const struct sbx_config *in, struct sbx_config *out,
+                          struct sbx_diag *diag)
+{
+    static const struct sbx_config defaults;
+    *out = in ? *in : defaults;
+    if (!out->mem_size)
+        out->mem_size = SBX_DEFAULT_MEM_SIZE;
+    if (!out->deadline_ms)
+        out->deadline_ms = SBX_DEFAULT_DEADLINE_MS;
+    if (!out->deadline_signal)
+        out->deadline_signal = SIGRTMIN + 1;
+    if (out->mem_size < SBX_MEM_MIN || out->mem_size > SBX_MEM_MAX ||
+        out->mem_size % (2ull << 20) != 0)
+        return sbx_fail(diag, SBX_E_LIMIT, "guest memory size %llu is not a multiple of 2 MiB "
+                        "between %llu and %llu bytes",
+                        (unsigned long long)out->mem_size, SBX_MEM_MIN, SBX_MEM_MAX);
+    if (out->deadline_signal < SIGRTMIN || out->deadline_signal > SIGRTMAX)
+        return sbx_fail(diag, SBX_E_INVAL, "deadline signal %d is not a real-time signal",
+                        out->deadline_signal);
+    if (out->n_host_fns && !out->host_fns)
+        return sbx_fail(diag, SBX_E_INVAL, "n_host_fns is %zu but host_fns is NULL",
+                        out->n_host_fns);
+    return check_host_fns(out, diag);
+}
+
+static int boot(struct sbx_sandbox *s, const struct sbx_guest *g, struct sbx_diag *diag)
+{
+    int rc = sbx_vm_create(&s->vm, s->cfg.mem_size, diag);
+    if (rc)
+        return rc;
+    sbx_mem_load_segments(&s->vm, g);
+    sbx_x86_build_tables(&s->vm, g);
+    struct sbx_xchg *x = sbx_xchg(&s->vm);
+    x->magic = SBX_XCHG_MAGIC;
+    x->abi = SBX_ABI_VERSION;
+    x->mem_size = s->vm.mem_size;
+    rc = sbx_x86_set_initial_state(&s->vm, g->entry, diag);
+    if (rc)
+        return rc;
+    rc = sbx_run(s, SBX_HC_READY, diag);
+    if (rc)
+        return rc;
+    return sbx_read_functions(s, diag);
+}
+
+int sbx_sandbox_create(const struct sbx_guest *g, const struct sbx_config *cfg,
+                       struct sbx_sandbox **out, struct sbx_diag *diag)
+{
+    if (!g || !out)
+        return sbx_fail(diag, SBX_E_INVAL, "sbx_sandbox_create: guest and out are required");
+    struct sbx_sandbox *s = calloc(1, sizeof *s);
+    if (!s)
+        return sbx_fail(diag, SBX_E_NOMEM, "out of memory for a sandbox");
+    s->vm = (struct sbx_vm){ .kvm_fd = -1, .vm_fd = -1, .vcpu_fd = -1 };
+    int rc = resolve_config(cfg, &s->cfg, diag);
+    if (rc)
+        goto err;
+    if (s->cfg.n_host_fns) {
+        s->host_fns = calloc(s->cfg.n_host_fns, sizeof *s->host_fns);
+        if (!s->host_fns) {
+            rc = sbx_fail(diag, SBX_E_NOMEM, "out of memory for host functions");
+            goto err;
+        }
+        memcpy(s->host_fns, s->cfg.host_fns, s->cfg.n_host_fns * sizeof *s->host_fns);
+    }
+    rc = boot(s, g, diag);
+    if (rc) {
+        sbx_diag_prefix(diag, "%s: initialisation", g->path);
+        goto err;
+    }
+    *out = s;
+    return 0;
+err:
+    sbx_sandbox_destroy(s);
+    return rc;
+}
+
+static const struct sbx_func *find_func(const struct sbx_sandbox *s, const char *name)
+{
+    for (size_t i = 0; i < s->nfuncs; i++)
+        if (strcmp(s->funcs[i].name, name) == 0)
+            return &s->funcs[i];
+    return NULL;
+}
+
+static void format_signature(const struct sbx_func *f, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "%s(", f->name);
+    for (size_t i = 0; i < f->nargs && n > 0 && (size_t)n < cap; i++)
+        n += snprintf(out + n, cap - (size_t)n, "%s%s", i ? ", " : "", sbx_type_name(f->args[i]));
+    if (n > 0 && (size_t)n < cap)
+        snprintf(out + n, cap - (size_t)n, ") -> %s", sbx_type_name(f->ret));
+}
+
+static int check_args(const struct sbx_func *f, const struct sbx_value *args, size_t nargs,
+                      struct sbx_diag *diag)
+{
+    char sig[256];
+    format_signature(f, sig, sizeof sig);
+    if (nargs != f->nargs)
+        return sbx_fail(diag, SBX_E_ARGS, "%s takes %u arguments, got %zu", sig, f->nargs, nargs);
+    for (size_t i = 0; i < nargs; i++)
+        if (args[i].type != f->args[i])
+            return sbx_fail(diag, SBX_E_ARGS, "%s: argument %zu is %s, expected %s", sig, i + 1,
+                            sbx_type_name(args[i].type), sbx_type_name(f->args[i]));
+    return 0;
+}
+
+/* Encode the call's arguments into the exchange area; strings and bytes go to xchg.data. */
+static int write_args(struct sbx_sandbox *s, const struct sbx_value *args, size_t nargs,
+                      struct sbx_diag *diag)
+{
+    struct sbx_xchg *x = sbx_xchg(&s->vm);
+    uint32_t used = 0;
+    for (size_t i = 0; i < nargs; i++) {
+        struct sbx_abi_value *v = &x->args[i];
+        *v = (struct sbx_abi_value){ .type = args[i].type };
+        switch (args[i].type) {
+        case SBX_T_I32: v->u.i64 = args[i].u.i32; break;
+        case SBX_T_BOOL: v->u.i64 = args[i].u.b; break;
+        case SBX_T_STR:
+        case SBX_T_BYTES:
+            if (args[i].u.buf.len > SBX_XCHG_DATA_SIZE - used)
+                return sbx_fail(diag, SBX_E_LIMIT, "string and bytes arguments exceed the %llu-byte "
+                                "exchange area", (unsigned long long)SBX_XCHG_DATA_SIZE);
+            if (args[i].u.buf.len)
+                memcpy(x->data + used, args[i].u.buf.ptr, args[i].u.buf.len);
+            v->u.buf.gpa = SBX_XCHG_DATA_GPA + used;
+            v->u.buf.len = args[i].u.buf.len;
+            used += (uint32_t)args[i].u.buf.len;
+            break;
+        default: v->u.u64 = args[i].u.u64; break;
+        }
+    }
+    s->xchg_data_used = used;
+    return 0;
+}
+
+static int read_result(struct sbx_sandbox *s, const struct sbx_func *f, struct sbx_value *ret,
+                       struct sbx_diag *diag)
+{
+    struct sbx_abi_value raw = sbx_xchg(&s->vm)->ret;
+    struct sbx_value v = { .type = SBX_T_VOID };
+    if (f->ret != SBX_T_VOID) {
+        char what[96];
+        snprintf(what, sizeof what, "the result of '%s'", f->name);
+        int rc = sbx_hypercall_value(s, &raw, f->ret, &v, what, diag);
+        if (rc)
+            return rc;
+    }
+    if (v.type == SBX_T_STR || v.type == SBX_T_BYTES) {
+        if (v.u.buf.len + 1 > s->result_cap) {
+            uint8_t *p = realloc(s->result, v.u.buf.len + 1);
+            if (!p)
+                return sbx_fail(diag, SBX_E_NOMEM, "out of memory for a %zu-byte result",
+                                v.u.buf.len);
+            s->result = p;
+            s->result_cap = v.u.buf.len + 1;
+        }
+        memcpy(s->result, v.u.buf.ptr, v.u.buf.len);
+        s->result[v.u.buf.len] = '\0'; /* convenience for strings; len excludes it */
+        v.u.buf.ptr = s->result;
+    }
+    if (ret)
+        *ret = v;
+    return 0;
+}
+
+int sbx_sandbox_call(struct sbx_sandbox *s, const char *name, const struct sbx_value *args,
+                     size_t nargs, struct sbx_value *ret, struct sbx_diag *diag)
+{
+    if (!s || !name || (nargs && !args))
+        return sbx_fail(diag, SBX_E_INVAL, "sbx_sandbox_call: sandbox, name and args are required");
+    if (s->poisoned)
+        return sbx_fail(diag, SBX_E_POISONED, "sandbox is poisoned by an earlier abort, fault or "
+                        "timeout; restore or recreate it");
+    const struct sbx_func *f = find_func(s, name);
+    if (!f)
+        return sbx_fail(diag, SBX_E_NO_FUNC, "guest has no function '%s'", name);
+    int rc = check_args(f, args, nargs, diag);
+    if (rc)
+        return rc;
+    rc = write_args(s, args, nargs, diag);
+    if (rc)
+        return rc;
+    struct sbx_xchg *x = sbx_xchg(&s->vm);
+    x->call_index = (uint32_t)(f - s->funcs);
+    x->nargs = (uint32_t)nargs;
+    x->ret = (struct sbx_abi_value){ .type = f->ret };
+    rc = sbx_run(s, SBX_HC_RETURN, diag);
+    if (rc == 0)
+        rc = read_result(s, f, ret, diag);
+    if (rc && rc != SBX_E_NOMEM)
+        s->poisoned = true;
+    return rc;
+}
+
+bool sbx_sandbox_poisoned(const struct sbx_sandbox *s) { return s->poisoned; }
+size_t sbx_sandbox_function_count(const struct sbx_sandbox *s) { return s->nfuncs; }
+
+static void func_info(const struct sbx_func *f, struct sbx_func_info *out)
+{
+    *out = (struct sbx_func_info){ .name = f->name, .ret = f->ret, .nargs = f->nargs };
+    for (size_t a = 0; a < f->nargs; a++)
+        out->args[a] = f->args[a];
+}
+
+int sbx_sandbox_function(const struct sbx_sandbox *s, size_t i, struct sbx_func_info *out)
+{
+    if (i >= s->nfuncs)
+        return SBX_E_INVAL;
+    func_info(&s->funcs[i], out);
+    return 0;
+}
+
+int sbx_sandbox_find_function(const struct sbx_sandbox *s, const char *name,
+                              struct sbx_func_info *out)
+{
+    const struct sbx_func *f = find_func(s, name);
+    if (!f)
+        return SBX_E_NO_FUNC;
+    func_info(f, out);
+    return 0;
+}
+
+void sbx_sandbox_destroy(struct sbx_sandbox *s)
+{
+    if (!s)
+        return;
+    sbx_vm_destroy(&s->vm);
+    free(s->host_fns);
+    free(s->result);
+    free(s);
+}

@@ -1,0 +1,68 @@
+/* vcpu.h - the KVM machine behind a sandbox: memory, x86 set-up, run loop. */
+#ifndef SBX_VCPU_H
+#define SBX_VCPU_H
+
+#include <linux/kvm.h>
+
+#include "internal.h"
+
+#define SBX_MAX_LOG_MSG 4096u          /* longer guest log messages are truncated */
+#define SBX_MAX_RESULT (16u << 20)     /* largest string/bytes a guest may return */
+
+struct sbx_vm {
+    int kvm_fd, vm_fd, vcpu_fd;
+    struct kvm_run *run;
+    size_t run_size;
+    uint8_t *mem;
+    uint64_t mem_size;
+};
+
+struct sbx_func {
+    char name[SBX_MAX_NAME + 1];
+    uint8_t ret, nargs;
+    uint8_t args[SBX_MAX_ARGS];
+};
+
+struct sbx_sandbox {
+    struct sbx_vm vm;
+    struct sbx_config cfg;
+    struct sbx_host_fn *host_fns; /* copy of cfg.host_fns */
+    struct sbx_func funcs[SBX_MAX_FUNCS];
+    size_t nfuncs;
+    bool poisoned;
+    uint32_t xchg_data_used; /* bytes of xchg.data holding this call's host-written data */
+    uint8_t *result;         /* STR/BYTES results of the last call */
+    size_t result_cap;
+};
+
+/* kvm.c */
+int sbx_vm_create(struct sbx_vm *vm, uint64_t mem_size, struct sbx_diag *diag);
+void sbx_vm_destroy(struct sbx_vm *vm);
+int sbx_vm_ioctl_fail(struct sbx_diag *diag, const char *what);
+
+/* memory.c */
+/* Host pointer to guest range [gpa, gpa + len), or NULL if any of it lies outside memory. */
+void *sbx_mem_at(const struct sbx_vm *vm, uint64_t gpa, uint64_t len);
+void sbx_mem_load_segments(struct sbx_vm *vm, const struct sbx_guest *g);
+static inline struct sbx_xchg *sbx_xchg(const struct sbx_vm *vm)
+{
+    return (struct sbx_xchg *)(vm->mem + SBX_LAYOUT_XCHG);
+}
+
+/* x86.c */
+void sbx_x86_build_tables(struct sbx_vm *vm, const struct sbx_guest *g);
+int sbx_x86_set_initial_state(struct sbx_vm *vm, uint64_t entry, struct sbx_diag *diag);
+
+/* run.c: run the guest until it issues hypercall `until` (READY or RETURN). */
+int sbx_run(struct sbx_sandbox *s, uint8_t until, struct sbx_diag *diag);
+
+/* hypercall.c: handle hypercall op; 0 to resume the guest, 1 when op == until,
+ * a negative error otherwise. */
+int sbx_hypercall(struct sbx_sandbox *s, uint8_t op, uint8_t until, struct sbx_diag *diag);
+int sbx_read_functions(struct sbx_sandbox *s, struct sbx_diag *diag);
+/* Check a guest-supplied value against type and convert it; STR/BYTES point
+ * into guest memory. what names the value in error messages. */
+int sbx_hypercall_value(struct sbx_sandbox *s, const struct sbx_abi_value *v, uint8_t type,
+                        struct sbx_value *out, const char *what, struct sbx_diag *diag);
+
+#endif

@@ -1,0 +1,136 @@
+/* x86.c - page tables, GDT, TSS, IDT and exception stubs; initial vCPU state. */
+#include <elf.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "vcpu.h"
+
+#define PTE_P (1ull << 0)
+#define PTE_RW (1ull << 1)
+#define PTE_PS (1ull << 7)
+#define PTE_NX (1ull << 63)
+#define HUGE_PAGE (2ull << 20)
+#define NVECTORS 32u
+#define STUB_SIZE 16u
+
+#define CR0_PE (1ull << 0)
+#define CR0_MP (1ull << 1)
+#define CR0_ET (1ull << 4)
+#define CR0_NE (1ull << 5)
+#define CR0_WP (1ull << 16)
+#define CR0_PG (1ull << 31)
+#define CR4_PAE (1ull << 5)
+#define CR4_OSFXSR (1ull << 9)
+#define CR4_OSXMMEXCPT (1ull << 10)
+#define EFER_LME (1ull << 8)
+#define EFER_LMA (1ull << 10)
+#define EFER_NXE (1ull << 11)
+
+#define SEL_CODE 0x08
+#define SEL_DATA 0x10
+#define SEL_TSS 0x18
+#define TSS_SIZE 104u
+#define TSS_IST1 36u
+#define TSS_IOMAP 102u
+
+static void put64(uint8_t *mem, uint64_t gpa, uint64_t v) { memcpy(mem + gpa, &v, sizeof v); }
+
+/* PTE for a 4 KiB page of the first 2 MiB: absent, system (RW, NX) or image. */
+static uint64_t low_pte(const struct sbx_guest *g, uint64_t page)
+{
+    if (page == SBX_LAYOUT_NULL_PAGE || page == SBX_LAYOUT_STACK_GUARD)
+        return 0;
+    if (page == SBX_LAYOUT_FAULT_STUBS)
+        return page | PTE_P;
+    if (page >= SBX_LAYOUT_IST_STACK_TOP && page < SBX_LAYOUT_XCHG)
+        return 0;
+    if (page < SBX_LAYOUT_IMAGE)
+        return page | PTE_P | PTE_RW | PTE_NX;
+    uint32_t flags = 0;
+    for (size_t i = 0; i < g->nseg; i++) {
+        const struct sbx_segment *s = &g->seg[i];
+        uint64_t first = s->vaddr & ~(SBX_PAGE_SIZE - 1);
+        if (page >= first && page < s->vaddr + s->memsz)
+            flags |= s->flags;
+    }
+    if (!flags)
+        return 0;
+    return page | PTE_P | ((flags & PF_W) ? PTE_RW : 0) | ((flags & PF_X) ? 0 : PTE_NX);
+}
+
+static void build_page_tables(struct sbx_vm *vm, const struct sbx_guest *g)
+{
+    put64(vm->mem, SBX_LAYOUT_PML4, SBX_LAYOUT_PDPT | PTE_P | PTE_RW);
+    put64(vm->mem, SBX_LAYOUT_PDPT, SBX_LAYOUT_PD | PTE_P | PTE_RW);
+    put64(vm->mem, SBX_LAYOUT_PD, SBX_LAYOUT_PT | PTE_P | PTE_RW);
+    for (uint64_t i = 1; i < vm->mem_size / HUGE_PAGE; i++)
+        put64(vm->mem, SBX_LAYOUT_PD + 8 * i, i * HUGE_PAGE | PTE_P | PTE_RW | PTE_PS | PTE_NX);
+    for (uint64_t i = 0; i < HUGE_PAGE / SBX_PAGE_SIZE; i++)
+        put64(vm->mem, SBX_LAYOUT_PT + 8 * i, low_pte(g, i * SBX_PAGE_SIZE));
+}
+
+static void build_gdt_tss(struct sbx_vm *vm)
+{
+    uint8_t *mem = vm->mem;
+    put64(mem, SBX_LAYOUT_GDT + SEL_CODE, 0x00af9b000000ffffull); /* 64-bit code, accessed */
+    put64(mem, SBX_LAYOUT_GDT + SEL_DATA, 0x00cf93000000ffffull); /* data, accessed */
+    uint64_t base = SBX_LAYOUT_TSS, limit = TSS_SIZE - 1;
+    uint64_t lo = (limit & 0xffff) | ((base & 0xffffff) << 16) | (0x8bull << 40) /* busy TSS */ |
+                  (((limit >> 16) & 0xf) << 48) | (((base >> 24) & 0xff) << 56);
+    put64(mem, SBX_LAYOUT_GDT + SEL_TSS, lo);
+    put64(mem, SBX_LAYOUT_GDT + SEL_TSS + 8, base >> 32);
+    put64(mem, SBX_LAYOUT_TSS + TSS_IST1, SBX_LAYOUT_IST_STACK_TOP);
+    uint16_t iomap = TSS_SIZE;
+    memcpy(mem + SBX_LAYOUT_TSS + TSS_IOMAP, &iomap, sizeof iomap);
+}
+
+/* Each exception vector reports itself to the host: mov $v,%al; out %al,$FAULT; hlt; jmp .-1 */
+static void build_idt(struct sbx_vm *vm)
+{
+    for (uint32_t v = 0; v < NVECTORS; v++) {
+        uint64_t stub = SBX_LAYOUT_FAULT_STUBS + v * STUB_SIZE;
+        const uint8_t code[] = { 0xb0, (uint8_t)v, 0xe6, SBX_PORT_FAULT, 0xf4, 0xeb, 0xfd };
+        memcpy(vm->mem + stub, code, sizeof code);
+        uint64_t lo = (stub & 0xffff) | ((uint64_t)SEL_CODE << 16) | (1ull << 32) /* IST1 */ |
+                      (0x8eull << 40) /* present interrupt gate */ | (((stub >> 16) & 0xffff) << 48);
+        put64(vm->mem, SBX_LAYOUT_IDT + 16 * v, lo);
+        put64(vm->mem, SBX_LAYOUT_IDT + 16 * v + 8, stub >> 32);
+    }
+}
+
+void sbx_x86_build_tables(struct sbx_vm *vm, const struct sbx_guest *g)
+{
+    build_page_tables(vm, g);
+    build_gdt_tss(vm);
+    build_idt(vm);
+}
+
+int sbx_x86_set_initial_state(struct sbx_vm *vm, uint64_t entry, struct sbx_diag *diag)
+{
+    struct kvm_sregs s;
+    if (ioctl(vm->vcpu_fd, KVM_GET_SREGS, &s) < 0)
+        return sbx_vm_ioctl_fail(diag, "KVM_GET_SREGS");
+    struct kvm_segment code = { .base = 0, .limit = 0xffffffff, .selector = SEL_CODE, .type = 11,
+                                .present = 1, .s = 1, .l = 1, .g = 1 };
+    struct kvm_segment data = { .base = 0, .limit = 0xffffffff, .selector = SEL_DATA, .type = 3,
+                                .present = 1, .db = 1, .s = 1, .g = 1 };
+    struct kvm_segment tss = { .base = SBX_LAYOUT_TSS, .limit = TSS_SIZE - 1, .selector = SEL_TSS,
+                               .type = 11, .present = 1 };
+    s.cs = code;
+    s.ds = s.es = s.fs = s.gs = s.ss = data;
+    s.tr = tss;
+    s.gdt.base = SBX_LAYOUT_GDT;
+    s.gdt.limit = SEL_TSS + 16 - 1;
+    s.idt.base = SBX_LAYOUT_IDT;
+    s.idt.limit = NVECTORS * 16 - 1;
+    s.cr3 = SBX_LAYOUT_PML4;
+    s.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
+    s.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
+    s.efer = EFER_LME | EFER_LMA | EFER_NXE;
+    if (ioctl(vm->vcpu_fd, KVM_SET_SREGS, &s) < 0)
+        return sbx_vm_ioctl_fail(diag, "KVM_SET_SREGS");
+    struct kvm_regs regs = { .rip = entry, .rsp = SBX_LAYOUT_STACK_TOP, .rflags = 2 };
+    if (ioctl(vm->vcpu_fd, KVM_SET_REGS, &regs) < 0)
+        return sbx_vm_ioctl_fail(diag, "KVM_SET_REGS");
+    return 0;
+}
