@@ -32,6 +32,7 @@ TESTS_KVM    := $(BUILD)/tests/test_kvm
 DEPS_STAMP   := $(BUILD)/.deps-build
 
 .PHONY: all check demo clean deps
+.SECONDARY:
 all: $(BUILD)/snapbox $(BUILD)/libsnapbox.a $(BUILD)/libsnapbox.so $(GUESTS)
 
 deps: $(DEPS_STAMP)
@@ -92,7 +93,7 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(SAN_OBJS) $(HEADERS)
 
 check: all $(TESTS_NATIVE) $(TESTS_KVM)
 	@for t in $(TESTS_NATIVE); do echo "== $$t"; SBX_BUILD=$(BUILD) $$t || exit 1; done
-	sh tests/run-kvm.sh $(TESTS_KVM)
+	@for t in $(TESTS_KVM); do echo "== $$t"; sh tests/run-kvm.sh $$t $(BUILD) || exit 1; done
 
 demo: all
 	sh scripts/demo.sh $(BUILD)

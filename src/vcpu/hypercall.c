@@ -152,7 +152,7 @@ static int hc_host_call(struct sbx_sandbox *s, const struct sbx_xchg *x, struct 
                         "it takes %u", name, x->nargs, fn->nargs);
     struct sbx_value args[SBX_MAX_ARGS];
     for (uint32_t i = 0; i < x->nargs; i++) {
-        char what[96];
+        char what[SBX_MAX_NAME + 48];
         snprintf(what, sizeof what, "argument %u of host function '%s'", i + 1, name);
         rc = sbx_hypercall_value(s, &x->args[i], (uint8_t)fn->args[i], &args[i], what, diag);
         if (rc)

@@ -182,7 +182,7 @@ static int read_result(struct sbx_sandbox *s, const struct sbx_func *f, struct s
     struct sbx_abi_value raw = sbx_xchg(&s->vm)->ret;
     struct sbx_value v = { .type = SBX_T_VOID };
     if (f->ret != SBX_T_VOID) {
-        char what[96];
+        char what[SBX_MAX_NAME + 32];
         snprintf(what, sizeof what, "the result of '%s'", f->name);
         int rc = sbx_hypercall_value(s, &raw, f->ret, &v, what, diag);
         if (rc)

@@ -1,0 +1,439 @@
+/* test_kvm.c - the KVM runtime against real KVM: typed calls, state, host
+ * functions, logging, aborts, CPU exceptions, deadlines and hostile pointers.
+ * usage: test_kvm GUEST_DIR SNAPBOX_CLI (tests/run-kvm.sh runs it natively or
+ * inside the KVM VM). */
+#include <sys/wait.h>
+
+#include "testutil.h"
+
+static char guest_dir[512], cli_path[512];
+
+struct fixture {
+    struct sbx_guest *guest;
+    struct sbx_sandbox *sbx;
+    struct tu_log log;
+    int host_calls;
+};
+
+static int host_add(void *ctx, const struct sbx_value *args, size_t nargs, struct sbx_value *ret)
+{
+    struct fixture *f = ctx;
+    assert_int_equal(nargs, 2);
+    f->host_calls++;
+    if (args[0].u.i64 < 0)
+        return -42; /* a failing host function: the guest sees the status */
+    ret->u.i64 = args[0].u.i64 + args[1].u.i64;
+    return 0;
+}
+
+static int host_greet(void *ctx, const struct sbx_value *args, size_t nargs, struct sbx_value *ret)
+{
+    static char buf[128];
+    (void)ctx; (void)nargs;
+    int n = snprintf(buf, sizeof buf, "hi %.*s", (int)args[0].u.buf.len, (const char *)args[0].u.buf.ptr);
+    ret->u.buf.ptr = buf;
+    ret->u.buf.len = (size_t)n;
+    return 0;
+}
+
+static void open_guest(struct fixture *f, const char *name, uint32_t deadline_ms, bool with_host_fns)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", guest_dir, name);
+    struct sbx_diag diag = { 0 };
+    struct sbx_load_opts opts = { .log = tu_log_cb, .log_ctx = &f->log };
+    if (sbx_guest_load(path, &opts, &f->guest, &diag))
+        fail_msg("load %s: %s", path, diag.msg);
+    const struct sbx_host_fn fns[] = {
+        { .name = "host_add", .ret = SBX_T_I64, .nargs = 2, .args = { SBX_T_I64, SBX_T_I64 },
+          .fn = host_add, .ctx = f },
+        { .name = "host_greet", .ret = SBX_T_STR, .nargs = 1, .args = { SBX_T_STR }, .fn = host_greet },
+    };
+    struct sbx_config cfg = { .deadline_ms = deadline_ms, .log = tu_log_cb, .log_ctx = &f->log,
+                              .host_fns = with_host_fns ? fns : NULL,
+                              .n_host_fns = with_host_fns ? 2 : 0 };
+    if (sbx_sandbox_create(f->guest, &cfg, &f->sbx, &diag))
+        fail_msg("create %s: %s", path, diag.msg);
+}
+
+static int setup_demo(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    open_guest(f, "demo.elf", 2000, true);
+    *state = f;
+    return 0;
+}
+
+static int setup_hostile(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    open_guest(f, "hostile.elf", 300, false);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    sbx_sandbox_destroy(f->sbx);
+    sbx_guest_free(f->guest);
+    free(f);
+    return 0;
+}
+
+static struct sbx_value v_i32(int32_t v) { return (struct sbx_value){ .type = SBX_T_I32, .u.i32 = v }; }
+static struct sbx_value v_i64(int64_t v) { return (struct sbx_value){ .type = SBX_T_I64, .u.i64 = v }; }
+static struct sbx_value v_u64(uint64_t v) { return (struct sbx_value){ .type = SBX_T_U64, .u.u64 = v }; }
+static struct sbx_value v_f64(double v) { return (struct sbx_value){ .type = SBX_T_F64, .u.f64 = v }; }
+static struct sbx_value v_bool(bool v) { return (struct sbx_value){ .type = SBX_T_BOOL, .u.b = v }; }
+static struct sbx_value v_buf(enum sbx_type t, const void *p, size_t n)
+{
+    return (struct sbx_value){ .type = t, .u.buf = { p, n } };
+}
+
+/* Call and expect success. */
+static struct sbx_value call_ok(struct fixture *f, const char *fn, const struct sbx_value *args, size_t n)
+{
+    struct sbx_diag diag = { 0 };
+    struct sbx_value ret;
+    if (sbx_sandbox_call(f->sbx, fn, args, n, &ret, &diag))
+        fail_msg("%s: %s", fn, diag.msg);
+    return ret;
+}
+
+/* Call and expect the error code; returns the diag for more checks. */
+static struct sbx_diag call_err(struct fixture *f, const char *fn, const struct sbx_value *args,
+                                size_t n, int code)
+{
+    struct sbx_diag diag = { 0 };
+    struct sbx_value ret;
+    int rc = sbx_sandbox_call(f->sbx, fn, args, n, &ret, &diag);
+    if (rc != code)
+        fail_msg("%s: expected error %d, got %d: %s", fn, code, rc, diag.msg);
+    return diag;
+}
+
+static void test_arithmetic(void **state)
+{
+    struct fixture *f = *state;
+    struct sbx_value a[2] = { v_i32(2), v_i32(3) };
+    struct sbx_value r = call_ok(f, "add", a, 2);
+    assert_int_equal(r.type, SBX_T_I32);
+    assert_int_equal(r.u.i32, 5);
+    a[0] = v_i32(INT32_MAX), a[1] = v_i32(1);
+    assert_int_equal(call_ok(f, "add", a, 2).u.i32, INT32_MIN);
+    a[0] = v_i64(-5000000000ll), a[1] = v_i64(7);
+    assert_int_equal(call_ok(f, "add_i64", a, 2).u.i64, -4999999993ll);
+    a[0] = v_u64(1ull << 40), a[1] = v_u64(1000);
+    assert_int_equal(call_ok(f, "mul_u64", a, 2).u.u64, (1ull << 40) * 1000);
+    a[0] = v_f64(1.5), a[1] = v_f64(-2.25);
+    r = call_ok(f, "fmul", a, 2);
+    assert_int_equal(r.type, SBX_T_F64);
+    assert_true(r.u.f64 == -3.375);
+    a[0] = v_bool(true);
+    r = call_ok(f, "negate", a, 1);
+    assert_int_equal(r.type, SBX_T_BOOL);
+    assert_false(r.u.b);
+}
+
+static void test_strings_and_bytes(void **state)
+{
+    struct fixture *f = *state;
+    struct sbx_value a = v_buf(SBX_T_STR, "Hello, guest", 12);
+    struct sbx_value r = call_ok(f, "echo", &a, 1);
+    assert_int_equal(r.type, SBX_T_STR);
+    assert_int_equal(r.u.buf.len, 12);
+    assert_memory_equal(r.u.buf.ptr, "Hello, guest", 12);
+    r = call_ok(f, "upper", &a, 1);
+    assert_memory_equal(r.u.buf.ptr, "HELLO, GUEST", 12);
+    a = v_buf(SBX_T_STR, "", 0);
+    assert_int_equal(call_ok(f, "echo", &a, 1).u.buf.len, 0);
+
+    static uint8_t big[60000];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (uint8_t)(i * 7 + 1);
+    a = v_buf(SBX_T_BYTES, big, sizeof big);
+    r = call_ok(f, "reverse", &a, 1);
+    assert_int_equal(r.type, SBX_T_BYTES);
+    assert_int_equal(r.u.buf.len, sizeof big);
+    for (size_t i = 0; i < sizeof big; i++)
+        if (((const uint8_t *)r.u.buf.ptr)[i] != big[sizeof big - 1 - i])
+            fail_msg("reverse differs at %zu", i);
+}
+
+static void test_state_kept_across_calls(void **state)
+{
+    struct fixture *f = *state;
+    for (uint64_t i = 1; i <= 5; i++)
+        assert_int_equal(call_ok(f, "counter", NULL, 0).u.u64, i);
+    struct sbx_value pages = v_u64(3);
+    assert_int_equal(call_ok(f, "touch", &pages, 1).u.u64, 3);
+    assert_int_equal(call_ok(f, "touch", &pages, 1).u.u64, 6);
+}
+
+static void test_host_functions(void **state)
+{
+    struct fixture *f = *state;
+    struct sbx_value a[2] = { v_i64(40), v_i64(2) };
+    assert_int_equal(call_ok(f, "call_host", a, 2).u.i64, 42);
+    assert_int_equal(f->host_calls, 1);
+    a[0] = v_i64(-1); /* host_add fails for negative input; the guest returns the status */
+    assert_int_equal(call_ok(f, "call_host", a, 2).u.i64, -42);
+    struct sbx_value name = v_buf(SBX_T_STR, "ada", 3);
+    struct sbx_value r = call_ok(f, "greet", &name, 1);
+    assert_int_equal(r.u.buf.len, 6);
+    assert_memory_equal(r.u.buf.ptr, "hi ada", 6);
+}
+
+static void test_unknown_host_function(void **state)
+{
+    (void)state;
+    struct fixture f = { 0 };
+    open_guest(&f, "demo.elf", 2000, false); /* no host functions registered */
+    struct sbx_value a[2] = { v_i64(1), v_i64(2) };
+    assert_int_equal(call_ok(&f, "call_host", a, 2).u.i64, SBX_E_NO_FUNC);
+    tu_assert_contains(f.log.last, "unknown host function 'host_add'");
+    sbx_sandbox_destroy(f.sbx);
+    sbx_guest_free(f.guest);
+}
+
+static void test_logging(void **state)
+{
+    struct fixture *f = *state;
+    tu_assert_contains(f->log.all, "demo guest initialised");
+    struct sbx_value a[2] = { v_i32(SBX_LOG_WARN), v_buf(SBX_T_STR, "disk almost full", 16) };
+    call_ok(f, "log", a, 2);
+    assert_int_equal(f->log.last_level, SBX_LOG_WARN);
+    assert_string_equal(f->log.last, "disk almost full");
+    a[0] = v_i32(9); /* not a level */
+    struct sbx_diag d = call_err(f, "log", a, 2, SBX_E_GUEST_ABI);
+    tu_assert_contains(d.msg, "log level 9");
+}
+
+static void test_calls_rejected_before_running(void **state)
+{
+    struct fixture *f = *state;
+    struct sbx_diag d = call_err(f, "nope", NULL, 0, SBX_E_NO_FUNC);
+    tu_assert_contains(d.msg, "'nope'");
+    struct sbx_value a[2] = { v_i32(1), v_buf(SBX_T_STR, "x", 1) };
+    d = call_err(f, "add", a, 2, SBX_E_ARGS);
+    tu_assert_contains(d.msg, "add(i32, i32) -> i32: argument 2 is str, expected i32");
+    d = call_err(f, "add", a, 1, SBX_E_ARGS);
+    tu_assert_contains(d.msg, "takes 2 arguments, got 1");
+    assert_false(sbx_sandbox_poisoned(f->sbx));
+    assert_int_equal(call_ok(f, "counter", NULL, 0).u.u64, 1); /* the guest never ran */
+}
+
+static void test_function_table(void **state)
+{
+    struct fixture *f = *state;
+    struct sbx_func_info fi;
+    assert_int_equal(sbx_sandbox_find_function(f->sbx, "fmul", &fi), 0);
+    assert_int_equal(fi.ret, SBX_T_F64);
+    assert_int_equal(fi.nargs, 2);
+    assert_int_equal(fi.args[1], SBX_T_F64);
+    assert_true(sbx_sandbox_function_count(f->sbx) >= 13);
+}
+
+static void expect_poisoned(struct fixture *f)
+{
+    assert_true(sbx_sandbox_poisoned(f->sbx));
+    struct sbx_diag d = call_err(f, "null_read", NULL, 0, SBX_E_POISONED);
+    tu_assert_contains(d.msg, "poisoned");
+}
+
+static void test_abort(void **state)
+{
+    struct fixture *f = *state;
+    struct sbx_value code = v_i32(7);
+    struct sbx_diag d = call_err(f, "abort", &code, 1, SBX_E_GUEST_ABORT);
+    assert_int_equal(d.abort_code, 7);
+    tu_assert_contains(d.msg, "hostile guest gave up");
+    expect_poisoned(f);
+}
+
+static void check_fault(void **state, const char *fn, const struct sbx_value *args, size_t n,
+                        uint32_t vector, const char *name)
+{
+    struct fixture *f = *state;
+    struct sbx_diag d = call_err(f, fn, args, n, SBX_E_GUEST_FAULT);
+    assert_int_equal(d.fault.vector, vector);
+    tu_assert_contains(d.msg, name);
+    assert_in_range(d.fault.rip, SBX_LAYOUT_IMAGE, SBX_LAYOUT_IMAGE_END - 1);
+    char rip[32];
+    snprintf(rip, sizeof rip, "rip 0x%llx", (unsigned long long)d.fault.rip);
+    tu_assert_contains(d.msg, rip);
+    expect_poisoned(f);
+}
+
+static void test_fault_page_fault_null(void **state)
+{
+    check_fault(state, "null_read", NULL, 0, 14, "#PF page fault");
+}
+
+static void test_fault_details(void **state)
+{
+    struct fixture *f = *state;
+    struct sbx_diag d = call_err(f, "null_read", NULL, 0, SBX_E_GUEST_FAULT);
+    assert_int_equal(d.fault.addr, 0x10);
+    tu_assert_contains(d.msg, "address 0x10");
+}
+
+static void test_fault_write_to_code(void **state)
+{
+    struct fixture *f = *state;
+    struct sbx_diag d = call_err(f, "write_code", NULL, 0, SBX_E_GUEST_FAULT);
+    assert_int_equal(d.fault.vector, 14);
+    assert_in_range(d.fault.addr, SBX_LAYOUT_IMAGE, SBX_LAYOUT_IMAGE_END - 1);
+    assert_true(d.fault.error_code & 2); /* a write */
+}
+
+static void test_fault_invalid_opcode(void **state) { check_fault(state, "undefined_op", NULL, 0, 6, "#UD"); }
+static void test_fault_general_protection(void **state) { check_fault(state, "noncanonical", NULL, 0, 13, "#GP"); }
+
+static void test_fault_divide(void **state)
+{
+    struct sbx_value a = v_i32(5);
+    check_fault(state, "divide", &a, 1, 0, "#DE divide error");
+}
+
+static void test_fault_stack_overflow(void **state)
+{
+    struct fixture *f = *state;
+    struct sbx_diag d = call_err(f, "stack_overflow", NULL, 0, SBX_E_GUEST_FAULT);
+    assert_int_equal(d.fault.vector, 14);
+    assert_in_range(d.fault.addr, SBX_LAYOUT_STACK_GUARD, SBX_LAYOUT_STACK_GUARD + SBX_PAGE_SIZE - 1);
+}
+
+static void test_timeout(void **state)
+{
+    struct fixture *f = *state;
+    struct sbx_diag d = call_err(f, "spin", NULL, 0, SBX_E_TIMEOUT);
+    tu_assert_contains(d.msg, "deadline of 300 ms");
+    expect_poisoned(f);
+}
+
+static void test_wild_pointers(void **state)
+{
+    (void)state;
+    struct {
+        const char *fn;
+        uint64_t a, b;
+        const char *msg;
+    } cases[] = {
+        { "wild_log", 0xffffffffffull, 10, "log message at 0xffffffffff" },
+        { "wild_log", SBX_LAYOUT_IMAGE, UINT64_MAX, "length 18446744073709551615" },
+        { "wild_log", UINT64_MAX, 2, "outside" },
+        { "wild_ret", 0xfffffff000ull, 4, "result of 'wild_ret' at 0xfffffff000" },
+        { "wild_ret", SBX_LAYOUT_IMAGE, 1ull << 62, "outside its memory" },
+        { "wild_host_call", 0x123456789ull, 5, "host function name at 0x123456789" },
+        { "wild_host_call", SBX_LAYOUT_IMAGE, 100000, "name length 100000" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct fixture f = { 0 };
+        open_guest(&f, "hostile.elf", 1000, false);
+        struct sbx_value a[2] = { v_u64(cases[i].a), v_u64(cases[i].b) };
+        struct sbx_diag d = call_err(&f, cases[i].fn, a, 2, SBX_E_GUEST_ABI);
+        tu_assert_contains(d.msg, cases[i].msg);
+        assert_true(sbx_sandbox_poisoned(f.sbx));
+        sbx_sandbox_destroy(f.sbx);
+        sbx_guest_free(f.guest);
+    }
+}
+
+static void test_wrong_result_type(void **state)
+{
+    struct fixture *f = *state;
+    struct sbx_diag d = call_err(f, "wrong_type", NULL, 0, SBX_E_GUEST_ABI);
+    tu_assert_contains(d.msg, "of type f64, expected i64");
+}
+
+static void test_unknown_hypercall(void **state)
+{
+    struct fixture *f = *state;
+    struct sbx_diag d = call_err(f, "unknown_hypercall", NULL, 0, SBX_E_GUEST_ABI);
+    tu_assert_contains(d.msg, "unknown hypercall 127");
+}
+
+static void test_guest_without_library_runs(void **state)
+{
+    (void)state;
+    struct fixture f = { 0 };
+    open_guest(&f, "plain.elf", 1000, false);
+    tu_assert_contains(f.log.all, "no snapbox version note");
+    assert_int_equal(call_ok(&f, "answer", NULL, 0).u.i64, 42);
+    sbx_sandbox_destroy(f.sbx);
+    sbx_guest_free(f.guest);
+}
+
+static void test_config_limits(void **state)
+{
+    (void)state;
+    char path[600];
+    snprintf(path, sizeof path, "%s/demo.elf", guest_dir);
+    struct sbx_guest *g = NULL;
+    struct sbx_diag d = { 0 };
+    assert_int_equal(sbx_guest_load(path, NULL, &g, &d), 0);
+    struct sbx_sandbox *s = NULL;
+    struct sbx_config cfg = { .mem_size = 3ull << 20 };
+    assert_int_equal(sbx_sandbox_create(g, &cfg, &s, &d), SBX_E_LIMIT);
+    cfg.mem_size = 2ull << 30;
+    assert_int_equal(sbx_sandbox_create(g, &cfg, &s, &d), SBX_E_LIMIT);
+    tu_assert_contains(d.msg, "multiple of 2 MiB");
+    cfg.mem_size = 64ull << 20; /* a larger guest works */
+    assert_int_equal(sbx_sandbox_create(g, &cfg, &s, &d), 0);
+    struct sbx_value pages = v_u64(200);
+    assert_int_equal(sbx_sandbox_call(s, "touch", &pages, 1, NULL, &d), 0);
+    sbx_sandbox_destroy(s);
+    sbx_guest_free(g);
+}
+
+static void test_cli_run(void **state)
+{
+    (void)state;
+    char cmd[1400], out[256] = "";
+    snprintf(cmd, sizeof cmd, "%s run %s/demo.elf add 2 3 2>/dev/null", cli_path, guest_dir);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    assert_int_equal(pclose(p), 0);
+    assert_string_equal(out, "5\n");
+
+    snprintf(cmd, sizeof cmd, "%s run %s/hostile.elf spin --deadline 100 2>/dev/null", cli_path, guest_dir);
+    int rc = system(cmd);
+    assert_true(WIFEXITED(rc));
+    assert_int_equal(WEXITSTATUS(rc), 11); /* timeout's exit code */
+}
+
+int main(int argc, char **argv)
+{
+    snprintf(guest_dir, sizeof guest_dir, "%s", argc > 1 ? argv[1] : "build/guests");
+    snprintf(cli_path, sizeof cli_path, "%s", argc > 2 ? argv[2] : "build/snapbox");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_arithmetic, setup_demo, teardown),
+        cmocka_unit_test_setup_teardown(test_strings_and_bytes, setup_demo, teardown),
+        cmocka_unit_test_setup_teardown(test_state_kept_across_calls, setup_demo, teardown),
+        cmocka_unit_test_setup_teardown(test_host_functions, setup_demo, teardown),
+        cmocka_unit_test(test_unknown_host_function),
+        cmocka_unit_test_setup_teardown(test_logging, setup_demo, teardown),
+        cmocka_unit_test_setup_teardown(test_calls_rejected_before_running, setup_demo, teardown),
+        cmocka_unit_test_setup_teardown(test_function_table, setup_demo, teardown),
+        cmocka_unit_test_setup_teardown(test_abort, setup_hostile, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_page_fault_null, setup_hostile, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_details, setup_hostile, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_write_to_code, setup_hostile, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_invalid_opcode, setup_hostile, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_general_protection, setup_hostile, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_divide, setup_hostile, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_stack_overflow, setup_hostile, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout, setup_hostile, teardown),
+        cmocka_unit_test(test_wild_pointers),
+        cmocka_unit_test_setup_teardown(test_wrong_result_type, setup_hostile, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_hypercall, setup_hostile, teardown),
+        cmocka_unit_test(test_guest_without_library_runs),
+        cmocka_unit_test(test_config_limits),
+        cmocka_unit_test(test_cli_run),
+    };
+    return cmocka_run_group_tests_name("kvm", tests, NULL, NULL);
+}

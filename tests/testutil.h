@@ -1,0 +1,84 @@
+/* testutil.h - helpers for the cmocka suites: files, mutation, log capture. */
+#ifndef SBX_TESTUTIL_H
+#define SBX_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "snapbox.h"
+
+static inline uint8_t *tu_read(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = malloc((size_t)n + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *size = (size_t)n;
+    return buf;
+}
+
+static inline void tu_write(const char *path, const void *buf, size_t size)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, size, f), size);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* A fresh path in the suite's temporary directory. */
+static inline const char *tu_path(const char *name)
+{
+    static char dir[256];
+    static char path[4][512];
+    static unsigned next;
+    if (!dir[0]) {
+        snprintf(dir, sizeof dir, "%s/snapbox-test.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+        assert_non_null(mkdtemp(dir));
+    }
+    char *p = path[next++ % 4];
+    snprintf(p, 512, "%s/%s", dir, name);
+    return p;
+}
+
+/* Does haystack contain needle? Prints the haystack on failure. */
+static inline void tu_assert_contains(const char *haystack, const char *needle)
+{
+    if (!strstr(haystack, needle)) {
+        fprintf(stderr, "expected \"%s\" in: %s\n", needle, haystack);
+        fail();
+    }
+}
+
+/* Log capture for the log callback. */
+struct tu_log {
+    int count;
+    enum sbx_log_level last_level;
+    char last[1024];
+    char all[4096];
+};
+
+static inline void tu_log_cb(void *ctx, enum sbx_log_level level, const char *msg)
+{
+    struct tu_log *l = ctx;
+    l->count++;
+    l->last_level = level;
+    snprintf(l->last, sizeof l->last, "%s", msg);
+    size_t used = strlen(l->all);
+    if (used < sizeof l->all - 1)
+        snprintf(l->all + used, sizeof l->all - used, "%s\n", msg);
+}
+
+#endif
