@@ -51,7 +51,10 @@ enum sbx_error {
     SBX_E_ARGS = -15,        /* wrong number or types of arguments */
     SBX_E_HOST_FN = -16,     /* a host function failed */
     SBX_E_LIMIT = -17,       /* a configured limit was exceeded */
-    SBX_E_ERROR_MIN_ = -17
+    SBX_E_SNAP_FORMAT = -18, /* not a snapshot file, or another format version */
+    SBX_E_SNAP_CORRUPT = -19,/* a snapshot's checksum, size or offset is wrong */
+    SBX_E_CPU = -20,         /* this CPU lacks what the snapshot needs */
+    SBX_E_ERROR_MIN_ = -20
 };
 
 #define SBX_DIAG_MSG_MAX 512
@@ -230,7 +233,72 @@ SBX_API int sbx_sandbox_function(const struct sbx_sandbox *s, size_t i, struct s
 SBX_API int sbx_sandbox_find_function(const struct sbx_sandbox *s, const char *name,
                               struct sbx_func_info *out);
 
-SBX_API void sbx_sandbox_destroy(struct sbx_sandbox *s);
+SBX_API SBX_API void sbx_sandbox_destroy(struct sbx_sandbox *s);
+
+/* ---- Snapshots -------------------------------------------------------------------
+ * A snapshot freezes an idle sandbox (after initialisation or after any call):
+ * its memory, vCPU state and function table. Snapshot files are single,
+ * self-describing files (docs/snapshot-format.md); restoring one never needs
+ * the guest ELF. Files are untrusted: every size, offset and checksum is
+ * verified before use.
+ */
+struct sbx_snapshot;
+
+struct sbx_snapshot_opts {
+    bool hc; /* LZ4HC: smaller files, slower capture */
+};
+
+struct sbx_snapshot_open_opts {
+    enum sbx_version_policy policy; /* for the host version that wrote the file */
+};
+
+struct sbx_snapshot_info {
+    uint32_t format;
+    struct sbx_version host;  /* snapbox that wrote it */
+    struct sbx_version guest; /* valid if guest_has_note */
+    bool guest_has_note;
+    uint64_t guest_elf_hash;
+    bool hc;
+    char cpu_vendor[13];
+    uint64_t mem_size, file_size, nonzero_pages, stored_bytes;
+    uint32_t nchunks;
+    size_t nfuncs;
+};
+
+/* Freeze an idle sandbox into an in-memory snapshot. The sandbox stays usable. */
+SBX_API int sbx_snapshot_take(struct sbx_sandbox *s, const struct sbx_snapshot_opts *opts,
+                              struct sbx_snapshot **out, struct sbx_diag *diag);
+
+/* Write to path atomically: a temporary file in the same directory, fsync'd,
+ * then renamed; on any failure nothing is left at path (an old file stays). */
+SBX_API int sbx_snapshot_write(const struct sbx_snapshot *snap, const char *path,
+                               struct sbx_diag *diag);
+
+/* Read and check only the header (magic, format version, header checksum, host
+ * version under opts' policy, sizes). Enough for sbx_snapshot_info and the
+ * function table; not for restore. opts may be NULL. */
+SBX_API int sbx_snapshot_open_header(const char *path, const struct sbx_snapshot_open_opts *opts,
+                                     struct sbx_snapshot **out, struct sbx_diag *diag);
+
+/* Read the whole file: header checks first, then the chunk index and every
+ * chunk's checksum. The result can be restored any number of times. */
+SBX_API int sbx_snapshot_open(const char *path, const struct sbx_snapshot_open_opts *opts,
+                              struct sbx_snapshot **out, struct sbx_diag *diag);
+
+/* Decompress every chunk into scratch memory and check its size (no KVM). */
+SBX_API int sbx_snapshot_verify(const struct sbx_snapshot *snap, struct sbx_diag *diag);
+
+SBX_API void sbx_snapshot_info(const struct sbx_snapshot *snap, struct sbx_snapshot_info *out);
+/* The i-th guest function; name valid while snap lives. 0 or SBX_E_INVAL. */
+SBX_API int sbx_snapshot_function(const struct sbx_snapshot *snap, size_t i,
+                                  struct sbx_func_info *out);
+SBX_API void sbx_snapshot_free(struct sbx_snapshot *snap);
+
+/* Create a sandbox in the state the snapshot froze. cfg supplies the deadline,
+ * log callback and host functions; the memory size is the snapshot's
+ * (cfg->mem_size is ignored). */
+SBX_API int sbx_sandbox_restore(const struct sbx_snapshot *snap, const struct sbx_config *cfg,
+                                struct sbx_sandbox **out, struct sbx_diag *diag);
 
 #ifdef __cplusplus
 }

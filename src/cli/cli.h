@@ -24,6 +24,9 @@ enum cli_exit {
     EXIT_BAD_CALL = 13,
     EXIT_LIMIT = 14,
     EXIT_HOST_FN = 15,
+    EXIT_SNAP_FORMAT = 16,
+    EXIT_SNAP_CORRUPT = 17,
+    EXIT_CPU = 18,
 };
 
 /* Print "snapbox: MESSAGE" and return the exit code for the error. */
@@ -36,7 +39,16 @@ int cli_parse_value(const char *text, enum sbx_type t, struct sbx_value *out, vo
                     struct sbx_diag *diag);
 void cli_print_value(FILE *f, const struct sbx_value *v);
 
+/* "64M" and friends; false on bad text. */
+bool cli_parse_size(const char *text, uint64_t *out);
+/* Offer the CLI's host functions (host_add, host_greet) to a sandbox. */
+void cli_host_functions(struct sbx_config *cfg);
+
 int cmd_inspect(int argc, char **argv);
+int cmd_create(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_call(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 /* Call func on s with arguments parsed from texts; print the result; exit code. */
 int cli_call(struct sbx_sandbox *s, const char *func, const char *const *texts, int ntexts);

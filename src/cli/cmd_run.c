@@ -28,7 +28,7 @@ static const struct sbx_host_fn cli_host_fns[] = {
     { .name = "host_greet", .ret = SBX_T_STR, .nargs = 1, .args = { SBX_T_STR }, .fn = host_greet },
 };
 
-static bool parse_size(const char *text, uint64_t *out)
+bool cli_parse_size(const char *text, uint64_t *out)
 {
     char *end;
     unsigned long long v = strtoull(text, &end, 0);
@@ -40,6 +40,12 @@ static bool parse_size(const char *text, uint64_t *out)
         return false;
     *out = (uint64_t)v << shift;
     return true;
+}
+
+void cli_host_functions(struct sbx_config *cfg)
+{
+    cfg->host_fns = cli_host_fns;
+    cfg->n_host_fns = sizeof cli_host_fns / sizeof cli_host_fns[0];
 }
 
 struct run_args {
@@ -61,13 +67,13 @@ static int parse_run_args(int argc, char **argv, struct run_args *ra)
         } else if (!opts_done && !strcmp(a, "--require-note")) {
             ra->opts.require_note = true;
         } else if (!opts_done && !strcmp(a, "--mem") && i + 1 < argc) {
-            if (!parse_size(argv[++i], &ra->cfg.mem_size)) {
+            if (!cli_parse_size(argv[++i], &ra->cfg.mem_size)) {
                 fprintf(stderr, "snapbox run: bad --mem size '%s'\n", argv[i]);
                 return EXIT_USAGE;
             }
         } else if (!opts_done && !strcmp(a, "--deadline") && i + 1 < argc) {
             uint64_t ms;
-            if (!parse_size(argv[++i], &ms) || ms == 0 || ms > UINT32_MAX) {
+            if (!cli_parse_size(argv[++i], &ms) || ms == 0 || ms > UINT32_MAX) {
                 fprintf(stderr, "snapbox run: bad --deadline '%s'\n", argv[i]);
                 return EXIT_USAGE;
             }
@@ -127,8 +133,7 @@ int cmd_run(int argc, char **argv)
     if (rc)
         return rc;
     ra.cfg.log = cli_log;
-    ra.cfg.host_fns = cli_host_fns;
-    ra.cfg.n_host_fns = sizeof cli_host_fns / sizeof cli_host_fns[0];
+    cli_host_functions(&ra.cfg);
     struct sbx_diag diag = { 0 };
     struct sbx_guest *g = NULL;
     struct sbx_sandbox *s = NULL;

@@ -12,6 +12,14 @@ static const char usage[] =
     "  run GUEST.elf FUNC [ARG...] [--mem SIZE] [--deadline MS] [--relaxed] [--require-note]\n"
     "        load, check and initialise the guest in KVM, call FUNC, print the result\n"
     "        (arguments are parsed by FUNC's signature; bytes are written in hex)\n"
+    "  create GUEST.elf -o FILE.snap [--hc] [--mem SIZE] [--relaxed] [--require-note]\n"
+    "        initialise the guest in KVM and freeze it into a snapshot file\n"
+    "  info FILE.snap [--json]\n"
+    "        versions, sizes, compression and functions, from the header alone (no KVM)\n"
+    "  verify FILE.snap\n"
+    "        check every checksum and decompress every chunk (no KVM)\n"
+    "  call FILE.snap FUNC [ARG...] [--time]\n"
+    "        restore the snapshot in KVM and call FUNC (arguments by its stored signature)\n"
     "  --help, --version\n"
     "\n"
     "exit codes:\n"
@@ -19,7 +27,8 @@ static const char usage[] =
     "  4 invalid ELF   5 version mismatch   6 no version note  7 malformed note\n"
     "  8 KVM failure   9 guest aborted     10 guest fault     11 timeout\n"
     "  12 guest broke the ABI   13 no such function or bad arguments\n"
-    "  14 limit exceeded        15 host function failed\n";
+    "  14 limit exceeded        15 host function failed\n"
+    "  16 not a snapshot / another format   17 corrupt snapshot   18 CPU lacks features\n";
 
 int cli_exit_code(int err)
 {
@@ -41,6 +50,9 @@ int cli_exit_code(int err)
     case SBX_E_ARGS: return EXIT_BAD_CALL;
     case SBX_E_LIMIT: return EXIT_LIMIT;
     case SBX_E_HOST_FN: return EXIT_HOST_FN;
+    case SBX_E_SNAP_FORMAT: return EXIT_SNAP_FORMAT;
+    case SBX_E_SNAP_CORRUPT: return EXIT_SNAP_CORRUPT;
+    case SBX_E_CPU: return EXIT_CPU;
     default: return EXIT_INTERNAL;
     }
 }
@@ -75,10 +87,13 @@ int main(int argc, char **argv)
         printf("snapbox %s (guest ABI %u)\n", v.string, v.abi);
         return EXIT_OK_;
     }
-    if (!strcmp(cmd, "inspect"))
-        return cmd_inspect(argc - 1, argv + 1);
-    if (!strcmp(cmd, "run"))
-        return cmd_run(argc - 1, argv + 1);
+    static const struct { const char *name; int (*fn)(int, char **); } cmds[] = {
+        { "inspect", cmd_inspect }, { "run", cmd_run }, { "create", cmd_create },
+        { "info", cmd_info }, { "verify", cmd_verify }, { "call", cmd_call },
+    };
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (!strcmp(cmd, cmds[i].name))
+            return cmds[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "snapbox: unknown command '%s'\n%s", cmd, usage);
     return EXIT_USAGE;
 }

@@ -25,6 +25,9 @@ const char *sbx_strerror(int code)
     case SBX_E_ARGS: return "wrong arguments";
     case SBX_E_HOST_FN: return "host function failed";
     case SBX_E_LIMIT: return "limit exceeded";
+    case SBX_E_SNAP_FORMAT: return "not a snapshot of a format this build reads";
+    case SBX_E_SNAP_CORRUPT: return "corrupt snapshot";
+    case SBX_E_CPU: return "CPU lacks features the snapshot needs";
     default: return "unknown error";
     }
 }

@@ -33,6 +33,8 @@ static int open_kvm(struct sbx_vm *vm, struct sbx_diag *diag)
         { KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY" },
         { KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID" },
         { KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT" },
+        { KVM_CAP_XSAVE, "KVM_CAP_XSAVE" },
+        { KVM_CAP_XCRS, "KVM_CAP_XCRS" },
     };
     for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++)
         if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, caps[i].cap) <= 0)
@@ -40,18 +42,60 @@ static int open_kvm(struct sbx_vm *vm, struct sbx_diag *diag)
     return 0;
 }
 
-/* Give the guest the CPUID that KVM supports, so SSE and friends work. */
-static int set_cpuid(struct sbx_vm *vm, struct sbx_diag *diag)
+static struct kvm_cpuid2 *supported_cpuid(int kvm_fd, struct sbx_diag *diag)
 {
     size_t size = sizeof(struct kvm_cpuid2) + CPUID_MAX_ENTRIES * sizeof(struct kvm_cpuid_entry2);
     struct kvm_cpuid2 *cpuid = calloc(1, size);
-    if (!cpuid)
-        return sbx_fail(diag, SBX_E_NOMEM, "KVM: out of memory for CPUID");
-    int rc = 0;
+    if (!cpuid) {
+        sbx_fail(diag, SBX_E_NOMEM, "KVM: out of memory for CPUID");
+        return NULL;
+    }
     cpuid->nent = CPUID_MAX_ENTRIES;
-    if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, cpuid) < 0)
-        rc = sbx_vm_ioctl_fail(diag, "KVM_GET_SUPPORTED_CPUID");
-    else if (ioctl(vm->vcpu_fd, KVM_SET_CPUID2, cpuid) < 0)
+    if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, cpuid) < 0) {
+        sbx_vm_ioctl_fail(diag, "KVM_GET_SUPPORTED_CPUID");
+        free(cpuid);
+        return NULL;
+    }
+    return cpuid;
+}
+
+static const struct kvm_cpuid_entry2 *cpuid_leaf(const struct kvm_cpuid2 *c, uint32_t fn, uint32_t idx)
+{
+    for (uint32_t i = 0; i < c->nent; i++)
+        if (c->entries[i].function == fn && c->entries[i].index == idx)
+            return &c->entries[i];
+    return NULL;
+}
+
+int sbx_vm_cpu_facts(const struct sbx_vm *vm, struct sbx_cpu_facts *out, struct sbx_diag *diag)
+{
+    struct kvm_cpuid2 *cpuid = supported_cpuid(vm->kvm_fd, diag);
+    if (!cpuid)
+        return diag ? diag->code : SBX_E_KVM;
+    static const struct kvm_cpuid_entry2 none;
+    const struct kvm_cpuid_entry2 *l0 = cpuid_leaf(cpuid, 0, 0), *l1 = cpuid_leaf(cpuid, 1, 0);
+    const struct kvm_cpuid_entry2 *l7 = cpuid_leaf(cpuid, 7, 0), *ld = cpuid_leaf(cpuid, 0xd, 0);
+    l0 = l0 ? l0 : &none, l1 = l1 ? l1 : &none, l7 = l7 ? l7 : &none, ld = ld ? ld : &none;
+    memcpy(out->vendor, &l0->ebx, 4);
+    memcpy(out->vendor + 4, &l0->edx, 4);
+    memcpy(out->vendor + 8, &l0->ecx, 4);
+    out->features[0] = l1->ecx;
+    out->features[1] = l1->edx;
+    out->features[2] = l7->ebx;
+    out->features[3] = l7->ecx;
+    out->xcr0_supported = ld->eax | (uint64_t)ld->edx << 32;
+    free(cpuid);
+    return 0;
+}
+
+/* Give the guest the CPUID that KVM supports, so SSE and friends work. */
+static int set_cpuid(struct sbx_vm *vm, struct sbx_diag *diag)
+{
+    struct kvm_cpuid2 *cpuid = supported_cpuid(vm->kvm_fd, diag);
+    if (!cpuid)
+        return diag ? diag->code : SBX_E_KVM;
+    int rc = 0;
+    if (ioctl(vm->vcpu_fd, KVM_SET_CPUID2, cpuid) < 0)
         rc = sbx_vm_ioctl_fail(diag, "KVM_SET_CPUID2");
     free(cpuid);
     return rc;

@@ -38,11 +38,11 @@ static int check_host_fns(const struct sbx_config *cfg, struct sbx_diag *diag)
     return 0;
 }
 
+/* Fill the defaults of *in into *out and check the result. */
 static int resolve_config(const struct sbx_config *in, struct sbx_config *out,
                           struct sbx_diag *diag)
 {
-    static const struct sbx_config defaults;
-    *out = in ? *in : defaults;
+    *out = *in;
     if (!out->mem_size)
         out->mem_size = SBX_DEFAULT_MEM_SIZE;
     if (!out->deadline_ms)
@@ -65,16 +65,15 @@ static int resolve_config(const struct sbx_config *in, struct sbx_config *out,
 
 static int boot(struct sbx_sandbox *s, const struct sbx_guest *g, struct sbx_diag *diag)
 {
-    int rc = sbx_vm_create(&s->vm, s->cfg.mem_size, diag);
-    if (rc)
-        return rc;
     sbx_mem_load_segments(&s->vm, g);
     sbx_x86_build_tables(&s->vm, g);
     struct sbx_xchg *x = sbx_xchg(&s->vm);
     x->magic = SBX_XCHG_MAGIC;
     x->abi = SBX_ABI_VERSION;
     x->mem_size = s->vm.mem_size;
-    rc = sbx_x86_set_initial_state(&s->vm, g->entry, diag);
+    s->guest_has_note = sbx_guest_note(g, &s->guest_version) != SBX_NOTE_NONE;
+    s->guest_hash = g->hash;
+    int rc = sbx_x86_set_initial_state(&s->vm, g->entry, diag);
     if (rc)
         return rc;
     rc = sbx_run(s, SBX_HC_READY, diag);
@@ -83,16 +82,18 @@ static int boot(struct sbx_sandbox *s, const struct sbx_guest *g, struct sbx_dia
     return sbx_read_functions(s, diag);
 }
 
-int sbx_sandbox_create(const struct sbx_guest *g, const struct sbx_config *cfg,
-                       struct sbx_sandbox **out, struct sbx_diag *diag)
+int sbx_sandbox_new(const struct sbx_config *cfg, uint64_t mem_size, struct sbx_sandbox **out,
+                    struct sbx_diag *diag)
 {
-    if (!g || !out)
-        return sbx_fail(diag, SBX_E_INVAL, "sbx_sandbox_create: guest and out are required");
     struct sbx_sandbox *s = calloc(1, sizeof *s);
     if (!s)
         return sbx_fail(diag, SBX_E_NOMEM, "out of memory for a sandbox");
     s->vm = (struct sbx_vm){ .kvm_fd = -1, .vm_fd = -1, .vcpu_fd = -1 };
-    int rc = resolve_config(cfg, &s->cfg, diag);
+    static const struct sbx_config defaults;
+    struct sbx_config wanted = cfg ? *cfg : defaults;
+    if (mem_size)
+        wanted.mem_size = mem_size;
+    int rc = resolve_config(&wanted, &s->cfg, diag);
     if (rc)
         goto err;
     if (s->cfg.n_host_fns) {
@@ -103,16 +104,33 @@ int sbx_sandbox_create(const struct sbx_guest *g, const struct sbx_config *cfg,
         }
         memcpy(s->host_fns, s->cfg.host_fns, s->cfg.n_host_fns * sizeof *s->host_fns);
     }
-    rc = boot(s, g, diag);
-    if (rc) {
-        sbx_diag_prefix(diag, "%s: initialisation", g->path);
+    rc = sbx_vm_create(&s->vm, s->cfg.mem_size, diag);
+    if (rc)
         goto err;
-    }
     *out = s;
     return 0;
 err:
     sbx_sandbox_destroy(s);
     return rc;
+}
+
+int sbx_sandbox_create(const struct sbx_guest *g, const struct sbx_config *cfg,
+                       struct sbx_sandbox **out, struct sbx_diag *diag)
+{
+    if (!g || !out)
+        return sbx_fail(diag, SBX_E_INVAL, "sbx_sandbox_create: guest and out are required");
+    struct sbx_sandbox *s = NULL;
+    int rc = sbx_sandbox_new(cfg, 0, &s, diag);
+    if (rc)
+        return rc;
+    rc = boot(s, g, diag);
+    if (rc) {
+        sbx_diag_prefix(diag, "%s: initialisation", g->path);
+        sbx_sandbox_destroy(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
 }
 
 static const struct sbx_func *find_func(const struct sbx_sandbox *s, const char *name)

@@ -33,9 +33,32 @@ struct sbx_sandbox {
     uint32_t xchg_data_used; /* bytes of xchg.data holding this call's host-written data */
     uint8_t *result;         /* STR/BYTES results of the last call */
     size_t result_cap;
+    /* what a snapshot records about the guest */
+    bool guest_has_note;
+    struct sbx_version guest_version;
+    uint64_t guest_hash;
+};
+
+/* sandbox.c: allocate a sandbox with a resolved configuration and its VM. */
+int sbx_sandbox_new(const struct sbx_config *cfg, uint64_t mem_size, struct sbx_sandbox **out,
+                    struct sbx_diag *diag);
+
+struct sbx_cpu_facts {
+    char vendor[12];
+    uint32_t features[4]; /* CPUID leaf 1 ecx, edx; leaf 7 ebx, ecx */
+    uint64_t xcr0_supported;
+};
+
+/* The vCPU state a snapshot carries. */
+struct sbx_vcpu_state {
+    struct kvm_regs regs;
+    struct kvm_sregs sregs;
+    struct kvm_xcrs xcrs;
+    uint32_t xsave[1024]; /* struct kvm_xsave.region */
 };
 
 /* kvm.c */
+int sbx_vm_cpu_facts(const struct sbx_vm *vm, struct sbx_cpu_facts *out, struct sbx_diag *diag);
 int sbx_vm_create(struct sbx_vm *vm, uint64_t mem_size, struct sbx_diag *diag);
 void sbx_vm_destroy(struct sbx_vm *vm);
 int sbx_vm_ioctl_fail(struct sbx_diag *diag, const char *what);
@@ -52,6 +75,11 @@ static inline struct sbx_xchg *sbx_xchg(const struct sbx_vm *vm)
 /* x86.c */
 void sbx_x86_build_tables(struct sbx_vm *vm, const struct sbx_guest *g);
 int sbx_x86_set_initial_state(struct sbx_vm *vm, uint64_t entry, struct sbx_diag *diag);
+
+/* state.c: read or write the whole vCPU state. Reading first completes a
+ * pending I/O exit, so the state is consistent. */
+int sbx_vcpu_save(struct sbx_vm *vm, struct sbx_vcpu_state *st, struct sbx_diag *diag);
+int sbx_vcpu_load(struct sbx_vm *vm, const struct sbx_vcpu_state *st, struct sbx_diag *diag);
 
 /* run.c: run the guest until it issues hypercall `until` (READY or RETURN). */
 int sbx_run(struct sbx_sandbox *s, uint8_t until, struct sbx_diag *diag);

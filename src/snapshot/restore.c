@@ -1,0 +1,79 @@
+/* restore.c - a sandbox from a verified snapshot: CPU check, memory, vCPU state. */
+#include <string.h>
+
+#include "snapshot.h"
+#include "vcpu/vcpu.h"
+
+static const char *feature_word[] = { "CPUID.1:ECX", "CPUID.1:EDX", "CPUID.7:EBX", "CPUID.7:ECX" };
+
+static int check_cpu(const struct sbx_snapshot *snap, const struct sbx_vm *vm, struct sbx_diag *diag)
+{
+    struct sbx_cpu_facts cpu;
+    int rc = sbx_vm_cpu_facts(vm, &cpu, diag);
+    if (rc)
+        return rc;
+    const struct sbx_snap_header *h = snap->hdr;
+    for (int i = 0; i < 4; i++) {
+        uint32_t missing = h->cpuid_features[i] & ~cpu.features[i];
+        if (missing)
+            return sbx_fail(diag, SBX_E_CPU, "%s: this CPU lacks features the snapshot was taken "
+                            "with: %s bits 0x%08x (snapshot CPU %.12s, this CPU %.12s)",
+                            snap->path, feature_word[i], missing, h->cpu_vendor, cpu.vendor);
+    }
+    if (h->xcr0 & ~cpu.xcr0_supported)
+        return sbx_fail(diag, SBX_E_CPU, "%s: snapshot XCR0 0x%llx has state components this CPU "
+                        "lacks (supports 0x%llx)", snap->path, (unsigned long long)h->xcr0,
+                        (unsigned long long)cpu.xcr0_supported);
+    return 0;
+}
+
+static int load_state(struct sbx_sandbox *s, const struct sbx_snapshot *snap, struct sbx_diag *diag)
+{
+    const struct sbx_snap_header *h = snap->hdr;
+    for (uint32_t i = 0; i < h->nchunks; i++) {
+        int rc = sbx_snap_decode_chunk(snap, i, s->vm.mem + snap->index[i].gpa, diag);
+        if (rc)
+            return rc;
+    }
+    struct sbx_vcpu_state st = { .regs = h->regs, .sregs = h->sregs, .xcrs = h->xcrs };
+    memcpy(st.xsave, h->xsave, sizeof st.xsave);
+    int rc = sbx_vcpu_load(&s->vm, &st, diag);
+    if (rc)
+        return rc;
+    s->nfuncs = h->nfuncs;
+    for (uint32_t i = 0; i < h->nfuncs; i++) {
+        struct sbx_func *f = &s->funcs[i];
+        memcpy(f->name, h->funcs[i].name, sizeof f->name - 1);
+        f->name[sizeof f->name - 1] = '\0';
+        f->ret = h->funcs[i].ret;
+        f->nargs = h->funcs[i].nargs;
+        memcpy(f->args, h->funcs[i].args, sizeof f->args);
+    }
+    s->guest_has_note = h->guest_has_note != 0;
+    s->guest_hash = h->guest_elf_xxh3;
+    s->guest_version = (struct sbx_version){ .major = h->guest.major, .minor = h->guest.minor,
+                                             .patch = h->guest.patch, .abi = h->guest.abi };
+    memcpy(s->guest_version.string, h->guest.string, sizeof s->guest_version.string);
+    return 0;
+}
+
+int sbx_sandbox_restore(const struct sbx_snapshot *snap, const struct sbx_config *cfg,
+                        struct sbx_sandbox **out, struct sbx_diag *diag)
+{
+    if (!snap || !out)
+        return sbx_fail(diag, SBX_E_INVAL, "sbx_sandbox_restore: snapshot and out are required");
+    if (!snap->complete)
+        return sbx_fail(diag, SBX_E_INVAL, "%s: only the header was read; open it with "
+                        "sbx_snapshot_open to restore", snap->path);
+    struct sbx_sandbox *s = NULL;
+    int rc = sbx_sandbox_new(cfg, snap->hdr->mem_size, &s, diag);
+    if (rc)
+        return rc;
+    rc = check_cpu(snap, &s->vm, diag);
+    if (rc || (rc = load_state(s, snap, diag))) {
+        sbx_sandbox_destroy(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}

@@ -1,0 +1,46 @@
+/* snapshot.h - internal: the snapshot handle and the format checks. */
+#ifndef SBX_SNAPSHOT_H
+#define SBX_SNAPSHOT_H
+
+#include "format.h"
+#include "internal.h"
+#include "vcpu/vcpu.h"
+
+struct sbx_snapshot {
+    char *path;             /* file it came from, or "(memory)" */
+    uint8_t *image;         /* the file's bytes: header only, or the whole file */
+    size_t size;
+    bool complete;          /* index and chunks present and verified */
+    const struct sbx_snap_header *hdr;  /* inside image */
+    const struct sbx_snap_chunk *index; /* inside image, when complete */
+};
+
+/* What a snapshot freezes; plain data, so it can be encoded without KVM. */
+struct sbx_snap_input {
+    const uint8_t *mem;
+    uint64_t mem_size;
+    const struct sbx_vcpu_state *state;
+    const struct sbx_cpu_facts *cpu;
+    const struct sbx_func *funcs;
+    size_t nfuncs;
+    bool guest_has_note;
+    struct sbx_version guest_version;
+    uint64_t guest_hash;
+    bool hc;
+};
+
+/* capture.c: encode in into snap's image (header, index, compressed chunks). */
+int sbx_snap_encode(const struct sbx_snap_input *in, struct sbx_snapshot *snap, struct sbx_diag *diag);
+
+/* parse.c: checks on bytes already in memory; each names path and the field. */
+int sbx_snap_check_prefix(const uint8_t *buf, size_t len, const char *path, struct sbx_diag *diag);
+int sbx_snap_check_header(const struct sbx_snap_header *h, uint64_t actual_size,
+                          enum sbx_version_policy policy, const char *path, struct sbx_diag *diag);
+int sbx_snap_check_index(const struct sbx_snapshot *snap, struct sbx_diag *diag);
+int sbx_snap_check_chunks(const struct sbx_snapshot *snap, struct sbx_diag *diag);
+/* Decompress chunk i into dst (raw_size bytes), checking its size. */
+int sbx_snap_decode_chunk(const struct sbx_snapshot *snap, uint32_t i, uint8_t *dst,
+                          struct sbx_diag *diag);
+uint64_t sbx_snap_header_hash(const struct sbx_snap_header *h);
+
+#endif
