@@ -27,7 +27,7 @@ GUEST_LDFLAGS := -nostdlib -static -no-pie -T guest/guest.ld -Wl,-z,max-page-siz
 GUEST_LIB   := $(BUILD)/guest-lib/guest.o $(BUILD)/guest-lib/entry.o $(BUILD)/guest-lib/note.o
 GUESTS      := $(BUILD)/guests/demo.elf $(BUILD)/guests/hostile.elf $(BUILD)/guests/plain.elf
 
-TESTS_NATIVE := $(BUILD)/tests/test_loader
+TESTS_NATIVE := $(BUILD)/tests/test_loader $(BUILD)/tests/test_snapshot
 TESTS_KVM    := $(BUILD)/tests/test_kvm
 DEPS_STAMP   := $(BUILD)/.deps-build
 

@@ -4,6 +4,7 @@
  * inside the KVM VM). */
 #include <sys/wait.h>
 
+#include "snapshot/snapshot.h"
 #include "testutil.h"
 
 static char guest_dir[512], cli_path[512];
@@ -406,6 +407,155 @@ static void test_cli_run(void **state)
     assert_int_equal(WEXITSTATUS(rc), 11); /* timeout's exit code */
 }
 
+/* ---- snapshots ---- */
+
+static struct sbx_sandbox *restore_file(const char *path, struct fixture *f)
+{
+    struct sbx_snapshot *snap = NULL;
+    struct sbx_sandbox *s = NULL;
+    struct sbx_diag d = { 0 };
+    if (sbx_snapshot_open(path, NULL, &snap, &d))
+        fail_msg("open %s: %s", path, d.msg);
+    const struct sbx_host_fn fns[] = {
+        { .name = "host_add", .ret = SBX_T_I64, .nargs = 2, .args = { SBX_T_I64, SBX_T_I64 },
+          .fn = host_add, .ctx = f },
+        { .name = "host_greet", .ret = SBX_T_STR, .nargs = 1, .args = { SBX_T_STR }, .fn = host_greet },
+    };
+    struct sbx_config cfg = { .log = tu_log_cb, .log_ctx = &f->log, .host_fns = fns, .n_host_fns = 2 };
+    if (sbx_sandbox_restore(snap, &cfg, &s, &d))
+        fail_msg("restore %s: %s", path, d.msg);
+    sbx_snapshot_free(snap);
+    return s;
+}
+
+static void take_to(struct sbx_sandbox *s, const char *path, bool hc)
+{
+    struct sbx_snapshot *snap = NULL;
+    struct sbx_diag d = { 0 };
+    struct sbx_snapshot_opts opts = { .hc = hc };
+    if (sbx_snapshot_take(s, &opts, &snap, &d) || sbx_snapshot_write(snap, path, &d))
+        fail_msg("snapshot to %s: %s", path, d.msg);
+    sbx_snapshot_free(snap);
+}
+
+/* The same calls on the original and on a restored sandbox give the same results. */
+static void same_answers(struct fixture *orig, struct fixture *rest)
+{
+    struct sbx_value a[2] = { v_i32(20), v_i32(22) };
+    assert_int_equal(call_ok(orig, "add", a, 2).u.i32, call_ok(rest, "add", a, 2).u.i32);
+    a[0] = v_f64(0.1), a[1] = v_f64(3);
+    assert_true(call_ok(orig, "fmul", a, 2).u.f64 == call_ok(rest, "fmul", a, 2).u.f64);
+    struct sbx_value str = v_buf(SBX_T_STR, "snap", 4);
+    assert_memory_equal(call_ok(rest, "upper", &str, 1).u.buf.ptr, "SNAP", 4);
+    a[0] = v_i64(1), a[1] = v_i64(2);
+    assert_int_equal(call_ok(rest, "call_host", a, 2).u.i64, 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(call_ok(orig, "counter", NULL, 0).u.u64, call_ok(rest, "counter", NULL, 0).u.u64);
+}
+
+static void test_snapshot_after_init_round_trip(void **state)
+{
+    struct fixture *f = *state;
+    const char *path = tu_path("init.snap");
+    take_to(f->sbx, path, false);
+    struct fixture r = { 0 };
+    r.sbx = restore_file(path, &r);
+    same_answers(f, &r);
+    sbx_sandbox_destroy(r.sbx);
+}
+
+static void test_snapshot_after_calls_keeps_state(void **state)
+{
+    struct fixture *f = *state;
+    for (int i = 0; i < 5; i++)
+        call_ok(f, "counter", NULL, 0);
+    struct sbx_value pages = v_u64(4);
+    call_ok(f, "touch", &pages, 1);
+    const char *path = tu_path("warm.snap");
+    take_to(f->sbx, path, true);
+    /* two restores from one file: each starts at the frozen counter value */
+    for (int round = 0; round < 2; round++) {
+        struct fixture r = { 0 };
+        r.sbx = restore_file(path, &r);
+        assert_int_equal(call_ok(&r, "counter", NULL, 0).u.u64, 6);
+        assert_int_equal(call_ok(&r, "touch", &pages, 1).u.u64, 8); /* heap pages held 1 each */
+        sbx_sandbox_destroy(r.sbx);
+    }
+    /* the original goes on from where it was frozen */
+    assert_int_equal(call_ok(f, "counter", NULL, 0).u.u64, 6);
+}
+
+static void test_restore_needs_no_elf(void **state)
+{
+    (void)state;
+    char src[600], cmd[1400];
+    snprintf(src, sizeof src, "%s/demo.elf", guest_dir);
+    const char *copy = tu_path("doomed.elf");
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", src, copy);
+    assert_int_equal(system(cmd), 0);
+    struct fixture f = { 0 };
+    struct sbx_diag d = { 0 };
+    assert_int_equal(sbx_guest_load(copy, NULL, &f.guest, &d), 0);
+    assert_int_equal(sbx_sandbox_create(f.guest, NULL, &f.sbx, &d), 0);
+    call_ok(&f, "counter", NULL, 0);
+    const char *path = tu_path("noelf.snap");
+    take_to(f.sbx, path, false);
+    sbx_sandbox_destroy(f.sbx);
+    sbx_guest_free(f.guest);
+    assert_int_equal(unlink(copy), 0);
+    struct fixture r = { 0 };
+    r.sbx = restore_file(path, &r);
+    assert_int_equal(call_ok(&r, "counter", NULL, 0).u.u64, 2);
+    struct sbx_value a[2] = { v_i32(2), v_i32(3) };
+    assert_int_equal(call_ok(&r, "add", a, 2).u.i32, 5);
+    sbx_sandbox_destroy(r.sbx);
+}
+
+static void test_restore_rejects_missing_cpu_features(void **state)
+{
+    struct fixture *f = *state;
+    const char *path = tu_path("cpu.snap");
+    take_to(f->sbx, path, false);
+    size_t size;
+    uint8_t *buf = tu_read(path, &size);
+    struct sbx_snap_header *h = (struct sbx_snap_header *)buf;
+    h->cpuid_features[2] = 0xffffffffu; /* every leaf-7 feature, more than any CPU has */
+    h->header_xxh3 = sbx_snap_header_hash(h);
+    tu_write(path, buf, size);
+    free(buf);
+    struct sbx_snapshot *snap = NULL;
+    struct sbx_sandbox *s = NULL;
+    struct sbx_diag d = { 0 };
+    assert_int_equal(sbx_snapshot_open(path, NULL, &snap, &d), 0);
+    assert_int_equal(sbx_sandbox_restore(snap, NULL, &s, &d), SBX_E_CPU);
+    tu_assert_contains(d.msg, "CPUID.7:EBX");
+    sbx_snapshot_free(snap);
+}
+
+static void test_poisoned_sandbox_not_snapshotted(void **state)
+{
+    struct fixture *f = *state;
+    call_err(f, "null_read", NULL, 0, SBX_E_GUEST_FAULT);
+    struct sbx_snapshot *snap = NULL;
+    struct sbx_diag d = { 0 };
+    assert_int_equal(sbx_snapshot_take(f->sbx, NULL, &snap, &d), SBX_E_POISONED);
+}
+
+static void test_cli_create_info_call(void **state)
+{
+    (void)state;
+    const char *path = tu_path("cli.snap");
+    char cmd[4096], out[256] = "";
+    snprintf(cmd, sizeof cmd, "%s create %s/demo.elf -o '%s' >/dev/null 2>&1 && %s info '%s' "
+             ">/dev/null && %s call '%s' add 2 3 2>/dev/null",
+             cli_path, guest_dir, path, cli_path, path, cli_path, path);
+    FILE *p = popen(cmd, "r");
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    assert_int_equal(pclose(p), 0);
+    assert_string_equal(out, "5\n");
+}
+
 int main(int argc, char **argv)
 {
     snprintf(guest_dir, sizeof guest_dir, "%s", argc > 1 ? argv[1] : "build/guests");
@@ -434,6 +584,12 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_guest_without_library_runs),
         cmocka_unit_test(test_config_limits),
         cmocka_unit_test(test_cli_run),
+        cmocka_unit_test_setup_teardown(test_snapshot_after_init_round_trip, setup_demo, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_after_calls_keeps_state, setup_demo, teardown),
+        cmocka_unit_test(test_restore_needs_no_elf),
+        cmocka_unit_test_setup_teardown(test_restore_rejects_missing_cpu_features, setup_demo, teardown),
+        cmocka_unit_test_setup_teardown(test_poisoned_sandbox_not_snapshotted, setup_hostile, teardown),
+        cmocka_unit_test(test_cli_create_info_call),
     };
     return cmocka_run_group_tests_name("kvm", tests, NULL, NULL);
 }
