@@ -1,12 +1,18 @@
 #!/bin/sh
-# demo-calls.sh - run from a directory holding snapbox and guests/: each line
-# loads the demo guest, initialises it in a fresh KVM sandbox and calls one function.
+# demo-calls.sh - run from a directory holding snapbox and guests/: freeze the
+# demo guest into a snapshot file, show it, restore it and call functions.
 set -u
+echo "-- snapbox create guests/demo.elf -o demo.snap"
+./snapbox create guests/demo.elf -o demo.snap 2>/dev/null || exit 1
+echo "-- snapbox info demo.snap"
+./snapbox info demo.snap || exit 1
+echo "-- snapbox call demo.snap ... (each call restores a fresh sandbox from the file)"
 for call in "add 2 3" "fmul 1.5 4" "upper hello" "reverse 0a0b0c" "counter" "call_host 40 2" "greet newcomer"; do
-    printf 'snapbox run guests/demo.elf %-16s => ' "$call"
+    printf 'snapbox call demo.snap %-16s => ' "$call"
     # shellcheck disable=SC2086
-    ./snapbox run guests/demo.elf $call 2>/dev/null || { echo "failed"; exit 1; }
+    ./snapbox call demo.snap $call --time 2>demo.time || { echo "failed"; cat demo.time; exit 1; }
 done
+sed 's/^snapbox: /   last call: /' demo.time
 printf 'snapbox run guests/hostile.elf %-13s => ' "null_read"
 ./snapbox run guests/hostile.elf null_read 2>&1
 echo "(exit code $?: a guest fault is reported, never a host crash)"
