@@ -1,10 +1,11 @@
 /* test_loader.c - the ELF loader and the version policy, on real guests built
  * by `make` and on mutated copies of them. Runs natively (no KVM needed). */
 #include <elf.h>
+#include <sys/wait.h>
 
 #include "testutil.h"
 
-static char demo_path[512], plain_path[512];
+static char demo_path[512], plain_path[512], cli_path[512];
 
 struct elf_copy {
     uint8_t *buf;
@@ -378,6 +379,36 @@ static void test_not_a_file(void **state)
     assert_null(g);
 }
 
+/* `snapbox inspect`: 0 and the version on a good guest; 5 and both versions on a mismatch. */
+static void test_cli_inspect(void **state)
+{
+    (void)state;
+    char cmd[2048], out[4096] = "";
+    struct sbx_version host;
+    sbx_host_version(&host);
+    snprintf(cmd, sizeof cmd, "%s inspect '%s'", cli_path, demo_path);
+    FILE *p = popen(cmd, "r");
+    out[fread(out, 1, sizeof out - 1, p)] = '\0';
+    assert_int_equal(pclose(p), 0);
+    tu_assert_contains(out, "guest:     snapbox ");
+    tu_assert_contains(out, host.string);
+    tu_assert_contains(out, "verdict:   accepted");
+
+    struct elf_copy c = demo_copy();
+    set_version(&c, 3, 2, 1);
+    const char *bad = tu_path("cli-bad.elf");
+    tu_write(bad, c.buf, c.size);
+    free(c.buf);
+    snprintf(cmd, sizeof cmd, "%s inspect '%s' 2>&1 >/dev/null", cli_path, bad);
+    p = popen(cmd, "r");
+    out[fread(out, 1, sizeof out - 1, p)] = '\0';
+    int rc = pclose(p);
+    assert_true(WIFEXITED(rc));
+    assert_int_equal(WEXITSTATUS(rc), 5);
+    tu_assert_contains(out, "3.2.1");
+    tu_assert_contains(out, host.string);
+}
+
 static void test_strerror_covers_every_code(void **state)
 {
     (void)state;
@@ -391,6 +422,7 @@ int main(int argc, char **argv)
     const char *build = argc > 1 ? argv[1] : getenv("SBX_BUILD") ? getenv("SBX_BUILD") : "build";
     snprintf(demo_path, sizeof demo_path, "%s/guests/demo.elf", build);
     snprintf(plain_path, sizeof plain_path, "%s/guests/plain.elf", build);
+    snprintf(cli_path, sizeof cli_path, "%s/snapbox", build);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_demo_accepted),
         cmocka_unit_test(test_other_version_rejected_naming_both),
@@ -405,6 +437,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_wrong_kind_of_elf),
         cmocka_unit_test(test_bad_segments),
         cmocka_unit_test(test_not_a_file),
+        cmocka_unit_test(test_cli_inspect),
         cmocka_unit_test(test_strerror_covers_every_code),
     };
     return cmocka_run_group_tests_name("loader", tests, NULL, NULL);

@@ -176,19 +176,13 @@ int sbx_snapshot_verify(const struct sbx_snapshot *snap, struct sbx_diag *diag)
     return rc;
 }
 
-static void to_version(struct sbx_version *out, const struct sbx_snap_version *v)
-{
-    *out = (struct sbx_version){ .major = v->major, .minor = v->minor, .patch = v->patch, .abi = v->abi };
-    memcpy(out->string, v->string, sizeof out->string);
-}
-
 void sbx_snapshot_info(const struct sbx_snapshot *snap, struct sbx_snapshot_info *out)
 {
     const struct sbx_snap_header *h = snap->hdr;
     memset(out, 0, sizeof *out);
     out->format = h->prefix.format;
-    to_version(&out->host, &h->host);
-    to_version(&out->guest, &h->guest);
+    out->host = sbx_snap_version(&h->host);
+    out->guest = sbx_snap_version(&h->guest);
     out->guest_has_note = h->guest_has_note != 0;
     out->guest_elf_hash = h->guest_elf_xxh3;
     out->hc = h->compression == SBX_SNAP_LZ4HC;

@@ -46,7 +46,7 @@ static int check_version_string(const struct sbx_snap_version *v, const char *wh
     return 0;
 }
 
-static struct sbx_version to_version(const struct sbx_snap_version *v)
+struct sbx_version sbx_snap_version(const struct sbx_snap_version *v)
 {
     struct sbx_version out = { .major = v->major, .minor = v->minor, .patch = v->patch, .abi = v->abi };
     memcpy(out.string, v->string, sizeof out.string);
@@ -76,7 +76,7 @@ int sbx_snap_check_header(const struct sbx_snap_header *h, uint64_t actual_size,
     int rc = check_version_string(&h->host, "host", path, diag);
     if (rc || (rc = check_version_string(&h->guest, "guest", path, diag)))
         return rc;
-    struct sbx_version host, writer = to_version(&h->host);
+    struct sbx_version host, writer = sbx_snap_version(&h->host);
     sbx_host_version(&host);
     rc = sbx_version_check(&host, &writer, policy, path, diag);
     if (rc) {

@@ -51,9 +51,7 @@ static int load_state(struct sbx_sandbox *s, const struct sbx_snapshot *snap, st
     }
     s->guest_has_note = h->guest_has_note != 0;
     s->guest_hash = h->guest_elf_xxh3;
-    s->guest_version = (struct sbx_version){ .major = h->guest.major, .minor = h->guest.minor,
-                                             .patch = h->guest.patch, .abi = h->guest.abi };
-    memcpy(s->guest_version.string, h->guest.string, sizeof s->guest_version.string);
+    s->guest_version = sbx_snap_version(&h->guest);
     return 0;
 }
 

@@ -42,5 +42,6 @@ int sbx_snap_check_chunks(const struct sbx_snapshot *snap, struct sbx_diag *diag
 int sbx_snap_decode_chunk(const struct sbx_snapshot *snap, uint32_t i, uint8_t *dst,
                           struct sbx_diag *diag);
 uint64_t sbx_snap_header_hash(const struct sbx_snap_header *h);
+struct sbx_version sbx_snap_version(const struct sbx_snap_version *v);
 
 #endif
