@@ -3,6 +3,7 @@
 #define SBX_INTERNAL_H
 
 #include <stdarg.h>
+#include <sys/types.h>
 
 #include "snapbox.h"
 
@@ -29,6 +30,10 @@ void sbx_diag_prefix(struct sbx_diag *diag, const char *fmt, ...) __attribute__(
 /* Log through a callback if there is one. */
 void sbx_logf(sbx_log_fn log, void *ctx, enum sbx_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* io.c: 0, or -1 with errno set. */
+int sbx_pread_all(int fd, void *buf, size_t len, off_t off);
+int sbx_write_all(int fd, const void *buf, size_t len);
 
 /* Find the snapbox version note among the notes in buf[0, len), each note
  * aligned to align (4 or 8). Returns 1 and fills *out when found, 0 when there

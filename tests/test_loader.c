@@ -419,7 +419,7 @@ static void test_strerror_covers_every_code(void **state)
 
 int main(int argc, char **argv)
 {
-    const char *build = argc > 1 ? argv[1] : getenv("SBX_BUILD") ? getenv("SBX_BUILD") : "build";
+    const char *build = tu_build_dir(argc, argv);
     snprintf(demo_path, sizeof demo_path, "%s/guests/demo.elf", build);
     snprintf(plain_path, sizeof plain_path, "%s/guests/plain.elf", build);
     snprintf(cli_path, sizeof cli_path, "%s/snapbox", build);

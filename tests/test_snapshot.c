@@ -370,7 +370,7 @@ static void test_cli_info_and_verify(void **state)
 
 int main(int argc, char **argv)
 {
-    const char *build = argc > 1 ? argv[1] : getenv("SBX_BUILD") ? getenv("SBX_BUILD") : "build";
+    const char *build = tu_build_dir(argc, argv);
     snprintf(cli_path, sizeof cli_path, "%s/snapbox", build);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_through_file),

@@ -53,6 +53,14 @@ static inline const char *tu_path(const char *name)
     return p;
 }
 
+/* The build directory: argv[1], else $SBX_BUILD, else "build". */
+static inline const char *tu_build_dir(int argc, char **argv)
+{
+    if (argc > 1)
+        return argv[1];
+    return getenv("SBX_BUILD") ? getenv("SBX_BUILD") : "build";
+}
+
 /* Does haystack contain needle? Prints the haystack on failure. */
 static inline void tu_assert_contains(const char *haystack, const char *needle)
 {

@@ -41,20 +41,13 @@ static int read_file(const char *path, uint8_t **out, size_t *size, struct sbx_d
         rc = sbx_fail(diag, SBX_E_NOMEM, "%s: out of memory", path);
         goto out_close;
     }
-    size_t got = 0;
-    while (got < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            sbx_fail(diag, SBX_E_IO, "%s: read failed: %s", path, n ? strerror(errno) : "short read");
-            free(buf);
-            goto out_close;
-        }
-        got += (size_t)n;
+    if (sbx_pread_all(fd, buf, (size_t)st.st_size, 0) < 0) {
+        sbx_fail(diag, SBX_E_IO, "%s: read failed: %s", path, strerror(errno));
+        free(buf);
+        goto out_close;
     }
     *out = buf;
-    *size = got;
+    *size = (size_t)st.st_size;
     rc = 0;
 out_close:
     close(fd);

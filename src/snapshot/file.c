@@ -10,20 +10,6 @@
 
 #include "snapshot.h"
 
-static int write_all(int fd, const uint8_t *buf, size_t len)
-{
-    while (len) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 static void sync_dir_of(const char *path)
 {
     char *copy = strdup(path);
@@ -53,7 +39,7 @@ int sbx_snapshot_write(const struct sbx_snapshot *snap, const char *path, struct
         goto out_free;
     }
     /* mkstemp makes the file 0600; a snapshot is as readable as other build outputs. */
-    if (fchmod(fd, 0644) < 0 || write_all(fd, snap->image, snap->size) < 0 || fsync(fd) < 0) {
+    if (fchmod(fd, 0644) < 0 || sbx_write_all(fd, snap->image, snap->size) < 0 || fsync(fd) < 0) {
         sbx_fail(diag, rc, "%s: writing %zu bytes failed: %s", path, snap->size, strerror(errno));
         close(fd);
         goto out_unlink;
@@ -70,21 +56,6 @@ out_unlink:
 out_free:
     free(tmp);
     return rc;
-}
-
-static int read_at(int fd, uint8_t *buf, size_t len, off_t off)
-{
-    while (len) {
-        ssize_t n = pread(fd, buf, len, off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        buf += n;
-        len -= (size_t)n;
-        off += n;
-    }
-    return 0;
 }
 
 /* Read the header and check it before anything else of the file is read. */
@@ -118,7 +89,7 @@ static int open_common(const char *path, const struct sbx_snapshot_open_opts *op
                       (unsigned long long)size);
         goto err;
     }
-    if (read_at(fd, snap->image, head, 0) < 0) {
+    if (sbx_pread_all(fd, snap->image, head, 0) < 0) {
         sbx_fail(diag, rc, "%s: read failed: %s", path, strerror(errno));
         goto err;
     }
@@ -129,7 +100,7 @@ static int open_common(const char *path, const struct sbx_snapshot_open_opts *op
         goto err;
     if (whole) {
         rc = SBX_E_IO;
-        if (read_at(fd, snap->image + head, want - head, (off_t)head) < 0) {
+        if (sbx_pread_all(fd, snap->image + head, want - head, (off_t)head) < 0) {
             sbx_fail(diag, rc, "%s: read failed: %s", path, strerror(errno));
             goto err;
         }
