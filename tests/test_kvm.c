@@ -68,7 +68,7 @@ static int setup_demo(void **state)
 static int setup_hostile(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
-    open_guest(f, "hostile.elf", 300, false);
+    open_guest(f, "hostile.elf", 500, false);
     *state = f;
     return 0;
 }
@@ -310,7 +310,7 @@ static void test_timeout(void **state)
 {
     struct fixture *f = *state;
     struct sbx_diag d = call_err(f, "spin", NULL, 0, SBX_E_TIMEOUT);
-    tu_assert_contains(d.msg, "deadline of 300 ms");
+    tu_assert_contains(d.msg, "deadline of 500 ms");
     expect_poisoned(f);
 }
 
@@ -401,7 +401,7 @@ static void test_cli_run(void **state)
     assert_int_equal(pclose(p), 0);
     assert_string_equal(out, "5\n");
 
-    snprintf(cmd, sizeof cmd, "%s run %s/hostile.elf spin --deadline 100 2>/dev/null", cli_path, guest_dir);
+    snprintf(cmd, sizeof cmd, "%s run %s/hostile.elf spin --deadline 300 2>/dev/null", cli_path, guest_dir);
     int rc = system(cmd);
     assert_true(WIFEXITED(rc));
     assert_int_equal(WEXITSTATUS(rc), 11); /* timeout's exit code */
