@@ -21,7 +21,7 @@ struct deadline {
 
 static void deadline_noop(int sig) { (void)sig; }
 
-static void install_handler(int signo)
+void sbx_install_deadline_handler(int signo)
 {
     struct sigaction old;
     if (sigaction(signo, NULL, &old) == 0 && old.sa_handler == SIG_DFL) {
@@ -33,7 +33,6 @@ static void install_handler(int signo)
 
 static int deadline_arm(struct deadline *dl, uint32_t ms, int signo, struct sbx_diag *diag)
 {
-    install_handler(signo);
     clock_gettime(CLOCK_MONOTONIC, &dl->end);
     dl->end.tv_sec += ms / 1000;
     dl->end.tv_nsec += (long)(ms % 1000) * 1000000L;

@@ -104,6 +104,7 @@ int sbx_sandbox_new(const struct sbx_config *cfg, uint64_t mem_size, struct sbx_
         }
         memcpy(s->host_fns, s->cfg.host_fns, s->cfg.n_host_fns * sizeof *s->host_fns);
     }
+    sbx_install_deadline_handler(s->cfg.deadline_signal);
     rc = sbx_vm_create(&s->vm, s->cfg.mem_size, diag);
     if (rc)
         goto err;
@@ -153,15 +154,18 @@ static void format_signature(const struct sbx_func *f, char *out, size_t cap)
 static int check_args(const struct sbx_func *f, const struct sbx_value *args, size_t nargs,
                       struct sbx_diag *diag)
 {
-    char sig[256];
+    size_t bad = 0; /* 1-based index of the first mismatched argument */
+    for (size_t i = 0; i < nargs && i < f->nargs && !bad; i++)
+        if (args[i].type != f->args[i])
+            bad = i + 1;
+    if (nargs == f->nargs && !bad)
+        return 0;
+    char sig[256]; /* formatted only for the error message */
     format_signature(f, sig, sizeof sig);
     if (nargs != f->nargs)
         return sbx_fail(diag, SBX_E_ARGS, "%s takes %u arguments, got %zu", sig, f->nargs, nargs);
-    for (size_t i = 0; i < nargs; i++)
-        if (args[i].type != f->args[i])
-            return sbx_fail(diag, SBX_E_ARGS, "%s: argument %zu is %s, expected %s", sig, i + 1,
-                            sbx_type_name(args[i].type), sbx_type_name(f->args[i]));
-    return 0;
+    return sbx_fail(diag, SBX_E_ARGS, "%s: argument %zu is %s, expected %s", sig, bad,
+                    sbx_type_name(args[bad - 1].type), sbx_type_name(f->args[bad - 1]));
 }
 
 /* Encode the call's arguments into the exchange area; strings and bytes go to xchg.data. */

@@ -81,6 +81,9 @@ int sbx_x86_set_initial_state(struct sbx_vm *vm, uint64_t entry, struct sbx_diag
 int sbx_vcpu_save(struct sbx_vm *vm, struct sbx_vcpu_state *st, struct sbx_diag *diag);
 int sbx_vcpu_load(struct sbx_vm *vm, const struct sbx_vcpu_state *st, struct sbx_diag *diag);
 
+/* run.c: install the no-op handler that lets the deadline signal interrupt
+ * KVM_RUN, unless the signal already has a handler. Once per sandbox. */
+void sbx_install_deadline_handler(int signo);
 /* run.c: run the guest until it issues hypercall `until` (READY or RETURN). */
 int sbx_run(struct sbx_sandbox *s, uint8_t until, struct sbx_diag *diag);
 
