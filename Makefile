@@ -25,13 +25,14 @@ GUEST_CFLAGS := $(WARN) -O2 -ffreestanding -fno-pic -fno-pie -mno-red-zone \
 GUEST_LDFLAGS := -nostdlib -static -no-pie -T guest/guest.ld -Wl,-z,max-page-size=4096 \
                  -Wl,--build-id=none -Wl,-z,noexecstack
 GUEST_LIB   := $(BUILD)/guest-lib/guest.o $(BUILD)/guest-lib/entry.o $(BUILD)/guest-lib/note.o
-GUESTS      := $(BUILD)/guests/demo.elf $(BUILD)/guests/hostile.elf $(BUILD)/guests/plain.elf
+GUESTS      := $(BUILD)/guests/demo.elf $(BUILD)/guests/hostile.elf $(BUILD)/guests/plain.elf \
+               $(BUILD)/guests/bench.elf
 
 TESTS_NATIVE := $(BUILD)/tests/test_loader $(BUILD)/tests/test_snapshot
-TESTS_KVM    := $(BUILD)/tests/test_kvm
+TESTS_KVM    := $(BUILD)/tests/test_kvm $(BUILD)/tests/test_template
 DEPS_STAMP   := $(BUILD)/.deps-build
 
-.PHONY: all check demo clean deps
+.PHONY: all check demo bench clean deps
 .SECONDARY:
 all: $(BUILD)/snapbox $(BUILD)/libsnapbox.a $(BUILD)/libsnapbox.so $(GUESTS)
 
@@ -81,6 +82,10 @@ $(BUILD)/guests/demo.elf: $(BUILD)/guests/demo/demo.o $(GUEST_LIB) guest/guest.l
 $(BUILD)/guests/hostile.elf: $(BUILD)/guests/hostile/hostile.o $(GUEST_LIB) guest/guest.ld
 	$(CC) $(GUEST_LDFLAGS) -o $@ $(GUEST_LIB) $<
 
+$(BUILD)/guests/bench/bench.o: guest/bench/content.h
+$(BUILD)/guests/bench.elf: $(BUILD)/guests/bench/bench.o $(GUEST_LIB) guest/guest.ld
+	$(CC) $(GUEST_LDFLAGS) -o $@ $(GUEST_LIB) $<
+
 # A guest without the guest library and without a version note.
 $(BUILD)/guests/plain.elf: guest/plain/plain.S $(HEADERS) guest/guest.ld | $(DEPS_STAMP)
 	@mkdir -p $(@D)
@@ -97,6 +102,15 @@ check: all $(TESTS_NATIVE) $(TESTS_KVM)
 
 demo: all
 	sh scripts/demo.sh $(BUILD)
+
+# Benchmarks run the optimised library, not the sanitized one.
+BENCH_SRCS := $(wildcard bench/*.c)
+$(BUILD)/bench/bench: $(BENCH_SRCS) bench/bench.h guest/bench/content.h $(LIB_OBJS) $(HEADERS)
+	@mkdir -p $(@D)
+	$(CC) $(HOST_CFLAGS) -o $@ $(BENCH_SRCS) $(LIB_OBJS) $(LIBS)
+
+bench: all $(BUILD)/bench/bench
+	sh scripts/bench.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

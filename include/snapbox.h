@@ -185,6 +185,20 @@ struct sbx_host_fn {
     void *ctx;
 };
 
+/* How a sandbox restored from a template (sbx_sandbox_from_template) holds
+ * its memory and how sbx_sandbox_reset puts it back. */
+enum sbx_mem_mode {
+    SBX_MEM_DEFAULT = 0, /* SBX_MEM_COPY: it measured faster (bench/, README) */
+    /* Private anonymous memory; restore copies the template's non-zero pages
+     * in, reset copies back only the pages the guest or host wrote. Calls run
+     * on memory that is already faulted in. */
+    SBX_MEM_COPY = 1,
+    /* A private copy-on-write mapping of the template; restore copies
+     * nothing, reset drops the written pages. Every page the guest touches
+     * after a restore or reset costs a page fault. */
+    SBX_MEM_COW = 2,
+};
+
 #define SBX_DEFAULT_MEM_SIZE (SBX_U64(8) << 20)
 #define SBX_DEFAULT_DEADLINE_MS 1000u
 
@@ -199,6 +213,7 @@ struct sbx_config {
      * 0 means SIGRTMIN+1. snapbox installs a no-op handler for it if the
      * signal's disposition is the default one. */
     int deadline_signal;
+    enum sbx_mem_mode mem_mode; /* templates only; see enum sbx_mem_mode */
 };
 
 /* Create a sandbox: allocate guest memory, load the guest's segments, build
@@ -299,6 +314,51 @@ SBX_API void sbx_snapshot_free(struct sbx_snapshot *snap);
  * (cfg->mem_size is ignored). */
 SBX_API int sbx_sandbox_restore(const struct sbx_snapshot *snap, const struct sbx_config *cfg,
                                 struct sbx_sandbox **out, struct sbx_diag *diag);
+
+/* ---- Templates and pools ------------------------------------------------------------
+ * The request-time path. A template is a snapshot decoded once into host
+ * memory that is sealed (a memfd that nobody can write, resize or unseal), so
+ * any number of sandboxes in any number of threads can restore from it.
+ * A pool holds blank VMs (KVM VM, vCPU, guest memory already faulted in),
+ * created ahead of requests, so a restore pays neither KVM_CREATE_VM nor page
+ * faults. A sandbox restored from a template can be reset to it after each
+ * request; the reset's cost grows with the pages written, not with memory.
+ */
+struct sbx_template;
+struct sbx_pool;
+
+/* Read, check and decode the snapshot at path (as sbx_snapshot_open does). */
+SBX_API int sbx_template_open(const char *path, const struct sbx_snapshot_open_opts *opts,
+                              struct sbx_template **out, struct sbx_diag *diag);
+/* The same from a snapshot already in memory; snap may be freed afterwards. */
+SBX_API int sbx_template_from_snapshot(const struct sbx_snapshot *snap, struct sbx_template **out,
+                                       struct sbx_diag *diag);
+SBX_API uint64_t sbx_template_mem_size(const struct sbx_template *t);
+/* Only after every sandbox restored from t is destroyed. */
+SBX_API void sbx_template_free(struct sbx_template *t);
+
+/* A pool of blank VMs with mem_size bytes of memory (see sbx_config.mem_size);
+ * count of them are created now. Safe to use from several threads. */
+SBX_API int sbx_pool_create(uint64_t mem_size, size_t count, struct sbx_pool **out,
+                            struct sbx_diag *diag);
+/* Create VMs until the pool holds count of them (off the request path). */
+SBX_API int sbx_pool_fill(struct sbx_pool *p, size_t count, struct sbx_diag *diag);
+SBX_API size_t sbx_pool_available(struct sbx_pool *p);
+SBX_API void sbx_pool_free(struct sbx_pool *p);
+
+/* A sandbox in the template's state. With a pool whose memory size matches
+ * the template's, it takes a ready VM from it (each VM is used once: reuse a
+ * sandbox through sbx_sandbox_reset); otherwise, or when the pool is empty,
+ * it creates one. cfg as for sbx_sandbox_restore; cfg->mem_mode picks copy or
+ * copy-on-write memory. */
+SBX_API int sbx_sandbox_from_template(const struct sbx_template *t, const struct sbx_config *cfg,
+                                      struct sbx_pool *pool, struct sbx_sandbox **out,
+                                      struct sbx_diag *diag);
+/* Return a sandbox made by sbx_sandbox_from_template to the template's state:
+ * the pages the guest (KVM dirty log) or the host (call arguments, results)
+ * wrote, and the vCPU state. Clears poisoning. Nothing of the previous
+ * request stays in guest memory. SBX_E_INVAL for other sandboxes. */
+SBX_API int sbx_sandbox_reset(struct sbx_sandbox *s, struct sbx_diag *diag);
 
 #ifdef __cplusplus
 }

@@ -9,7 +9,7 @@
 #
 # usage: tests/kvm-vm.sh PROGRAM [ARGS...]
 # env:   KVMVM_FILES="a b dir"  more files/dirs copied into /job
-#        KVMVM_MEM (MiB, 1024), KVMVM_TIMEOUT (s, 900), KVMVM_CPU (max)
+#        KVMVM_MEM (MiB, 2048), KVMVM_TIMEOUT (s, 900), KVMVM_CPU (max)
 #        KVMVM_CACHE (/var/tmp/snapbox-kvmvm): the kernel, fetched once with apt
 #        KVMVM_VERBOSE=1: print the VM console at the end
 # exit:  the program's status; 120 no /dev/kvm in the VM, 124 timeout,
@@ -23,7 +23,7 @@ prog=$1; shift
 [ -f "$prog" ] && [ -x "$prog" ] || fail "not an executable file: $prog"
 
 cache=${KVMVM_CACHE:-/var/tmp/snapbox-kvmvm}
-mem=${KVMVM_MEM:-1024}
+mem=${KVMVM_MEM:-2048}
 tmo=${KVMVM_TIMEOUT:-900}
 cpu=${KVMVM_CPU:-max}
 

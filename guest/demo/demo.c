@@ -57,6 +57,13 @@ static void reverse(const struct sbx_abi_value *a, struct sbx_abi_value *r)
     sbx_ret_buf(r, buf, n);
 }
 
+/* What the last upper or reverse left in the buffer: a request's leftovers. */
+static void peek(const struct sbx_abi_value *a, struct sbx_abi_value *r)
+{
+    uint64_t n = sbx_arg_u64(a, 0);
+    sbx_ret_buf(r, buf, n < sizeof buf ? n : sizeof buf);
+}
+
 static void counter(const struct sbx_abi_value *a, struct sbx_abi_value *r)
 {
     (void)a;
@@ -126,6 +133,7 @@ void sbx_guest_init(void)
     sbx_register("upper", SBX_T_STR, upper, 1, SBX_T_STR);
     sbx_register("reverse", SBX_T_BYTES, reverse, 1, SBX_T_BYTES);
     sbx_register("counter", SBX_T_U64, counter, 0);
+    sbx_register("peek", SBX_T_BYTES, peek, 1, SBX_T_U64);
     sbx_register("log", SBX_T_VOID, log_msg, 2, SBX_T_I32, SBX_T_STR);
     sbx_register("call_host", SBX_T_I64, call_host, 2, SBX_T_I64, SBX_T_I64);
     sbx_register("greet", SBX_T_STR, greet, 1, SBX_T_STR);

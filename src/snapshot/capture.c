@@ -141,6 +141,19 @@ int sbx_snap_encode(const struct sbx_snap_input *in, struct sbx_snapshot *snap, 
     return 0;
 }
 
+/* The last call's arguments and results are the caller's data, not the
+ * guest's state: a snapshot must not carry them to whoever restores it. */
+static void scrub_call_data(struct sbx_sandbox *s)
+{
+    struct sbx_xchg *x = sbx_xchg(&s->vm);
+    memset(x->hc_a, 0, sizeof x->hc_a);
+    memset(x->args, 0, sizeof x->args);
+    memset(&x->ret, 0, sizeof x->ret);
+    x->call_index = x->nargs = 0;
+    x->host_status = 0;
+    memset(x->data, 0, s->xchg_dirty_hi);
+}
+
 int sbx_snapshot_take(struct sbx_sandbox *s, const struct sbx_snapshot_opts *opts,
                       struct sbx_snapshot **out, struct sbx_diag *diag)
 {
@@ -156,6 +169,7 @@ int sbx_snapshot_take(struct sbx_sandbox *s, const struct sbx_snapshot_opts *opt
         goto err;
     }
     struct sbx_cpu_facts cpu;
+    scrub_call_data(s);
     rc = sbx_vcpu_save(&s->vm, st, diag);
     if (rc || (rc = sbx_vm_cpu_facts(&s->vm, &cpu, diag)))
         goto err;

@@ -6,35 +6,30 @@
 
 static const char *feature_word[] = { "CPUID.1:ECX", "CPUID.1:EDX", "CPUID.7:EBX", "CPUID.7:ECX" };
 
-static int check_cpu(const struct sbx_snapshot *snap, const struct sbx_vm *vm, struct sbx_diag *diag)
+int sbx_snap_check_cpu(const struct sbx_snap_header *h, const char *path, const struct sbx_vm *vm,
+                       struct sbx_diag *diag)
 {
     struct sbx_cpu_facts cpu;
     int rc = sbx_vm_cpu_facts(vm, &cpu, diag);
     if (rc)
         return rc;
-    const struct sbx_snap_header *h = snap->hdr;
     for (int i = 0; i < 4; i++) {
         uint32_t missing = h->cpuid_features[i] & ~cpu.features[i];
         if (missing)
             return sbx_fail(diag, SBX_E_CPU, "%s: this CPU lacks features the snapshot was taken "
                             "with: %s bits 0x%08x (snapshot CPU %.12s, this CPU %.12s)",
-                            snap->path, feature_word[i], missing, h->cpu_vendor, cpu.vendor);
+                            path, feature_word[i], missing, h->cpu_vendor, cpu.vendor);
     }
     if (h->xcr0 & ~cpu.xcr0_supported)
         return sbx_fail(diag, SBX_E_CPU, "%s: snapshot XCR0 0x%llx has state components this CPU "
-                        "lacks (supports 0x%llx)", snap->path, (unsigned long long)h->xcr0,
+                        "lacks (supports 0x%llx)", path, (unsigned long long)h->xcr0,
                         (unsigned long long)cpu.xcr0_supported);
     return 0;
 }
 
-static int load_state(struct sbx_sandbox *s, const struct sbx_snapshot *snap, struct sbx_diag *diag)
+int sbx_snap_apply_header(struct sbx_sandbox *s, const struct sbx_snap_header *h,
+                          struct sbx_diag *diag)
 {
-    const struct sbx_snap_header *h = snap->hdr;
-    for (uint32_t i = 0; i < h->nchunks; i++) {
-        int rc = sbx_snap_decode_chunk(snap, i, s->vm.mem + snap->index[i].gpa, diag);
-        if (rc)
-            return rc;
-    }
     struct sbx_vcpu_state st = { .regs = h->regs, .sregs = h->sregs, .xcrs = h->xcrs };
     memcpy(st.xsave, h->xsave, sizeof st.xsave);
     int rc = sbx_vcpu_load(&s->vm, &st, diag);
@@ -67,8 +62,10 @@ int sbx_sandbox_restore(const struct sbx_snapshot *snap, const struct sbx_config
     int rc = sbx_sandbox_new(cfg, snap->hdr->mem_size, &s, diag);
     if (rc)
         return rc;
-    rc = check_cpu(snap, &s->vm, diag);
-    if (rc || (rc = load_state(s, snap, diag))) {
+    rc = sbx_snap_check_cpu(snap->hdr, snap->path, &s->vm, diag);
+    for (uint32_t i = 0; i < snap->hdr->nchunks && !rc; i++)
+        rc = sbx_snap_decode_chunk(snap, i, s->vm.mem + snap->index[i].gpa, diag);
+    if (rc || (rc = sbx_snap_apply_header(s, snap->hdr, diag))) {
         sbx_sandbox_destroy(s);
         return rc;
     }

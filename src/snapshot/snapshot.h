@@ -2,6 +2,8 @@
 #ifndef SBX_SNAPSHOT_H
 #define SBX_SNAPSHOT_H
 
+#include <stdatomic.h>
+
 #include "format.h"
 #include "internal.h"
 #include "vcpu/vcpu.h"
@@ -14,6 +16,28 @@ struct sbx_snapshot {
     const struct sbx_snap_header *hdr;  /* inside image */
     const struct sbx_snap_chunk *index; /* inside image, when complete */
 };
+
+/* A run of contiguous non-zero pages. */
+struct sbx_mem_run {
+    uint64_t gpa, len;
+};
+
+struct sbx_template {
+    char *path;
+    int memfd;                  /* sealed: size and contents fixed */
+    const uint8_t *mem;         /* read-only shared mapping of memfd */
+    uint64_t mem_size;
+    struct sbx_snap_header *hdr; /* vCPU state, functions, versions, CPU facts */
+    struct sbx_mem_run *runs;
+    uint32_t nruns;
+    uint64_t *nonzero;          /* bitmap: pages the template stores */
+    atomic_int cpu_checked;     /* set once a sandbox passed the CPU check */
+};
+
+static inline bool sbx_template_page_stored(const struct sbx_template *t, uint64_t page)
+{
+    return (t->nonzero[page / 64] >> (page % 64)) & 1;
+}
 
 /* What a snapshot freezes; plain data, so it can be encoded without KVM. */
 struct sbx_snap_input {
@@ -40,6 +64,13 @@ int sbx_snap_check_index(const struct sbx_snapshot *snap, struct sbx_diag *diag)
 int sbx_snap_check_chunks(const struct sbx_snapshot *snap, struct sbx_diag *diag);
 /* Decompress chunk i into dst (raw_size bytes), checking its size. */
 int sbx_snap_decode_chunk(const struct sbx_snapshot *snap, uint32_t i, uint8_t *dst,
+                          struct sbx_diag *diag);
+/* restore.c: shared by restore from a file and from a template. */
+int sbx_snap_check_cpu(const struct sbx_snap_header *h, const char *path, const struct sbx_vm *vm,
+                       struct sbx_diag *diag);
+/* Load the header's vCPU state into the VM and its function table and guest
+ * facts into the sandbox. */
+int sbx_snap_apply_header(struct sbx_sandbox *s, const struct sbx_snap_header *h,
                           struct sbx_diag *diag);
 uint64_t sbx_snap_header_hash(const struct sbx_snap_header *h);
 struct sbx_version sbx_snap_version(const struct sbx_snap_version *v);

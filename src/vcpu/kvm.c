@@ -117,7 +117,56 @@ static int create_vcpu(struct sbx_vm *vm, struct sbx_diag *diag)
     return set_cpuid(vm, diag);
 }
 
-int sbx_vm_create(struct sbx_vm *vm, uint64_t mem_size, struct sbx_diag *diag)
+/* Guest memory: anonymous, or a private copy-on-write mapping of memfd. The
+ * anonymous kind is 2 MiB aligned so transparent huge pages can back it. */
+static int map_memory(struct sbx_vm *vm, uint64_t mem_size, const struct sbx_vm_opts *o,
+                      struct sbx_diag *diag)
+{
+    uint8_t *mem;
+    if (o->memfd >= 0) {
+        mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, o->memfd, 0);
+    } else {
+        uint8_t *raw = mmap(NULL, mem_size + SBX_HUGE_SIZE, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        mem = raw;
+        if (raw != MAP_FAILED) {
+            mem = (uint8_t *)(((uintptr_t)raw + SBX_HUGE_SIZE - 1) & ~(uintptr_t)(SBX_HUGE_SIZE - 1));
+            if (mem > raw)
+                munmap(raw, (size_t)(mem - raw));
+            munmap(mem + mem_size, (size_t)(raw + SBX_HUGE_SIZE - mem));
+            madvise(mem, mem_size, MADV_HUGEPAGE); /* a hint; fine if THP is off */
+        }
+    }
+    if (mem == MAP_FAILED)
+        return sbx_fail(diag, SBX_E_NOMEM, "cannot map %llu bytes of guest memory: %s",
+                        (unsigned long long)mem_size, strerror(errno));
+    vm->mem = mem;
+    vm->mem_size = mem_size;
+    if (o->prefault && madvise(mem, mem_size, MADV_POPULATE_WRITE) < 0)
+        return sbx_fail(diag, SBX_E_NOMEM, "cannot fault in %llu bytes of guest memory: %s",
+                        (unsigned long long)mem_size, strerror(errno));
+    return 0;
+}
+
+static int set_memory_slot(struct sbx_vm *vm, bool dirty_log, struct sbx_diag *diag)
+{
+    struct kvm_userspace_memory_region region = {
+        .slot = 0, .guest_phys_addr = 0, .memory_size = vm->mem_size,
+        .userspace_addr = (uint64_t)(uintptr_t)vm->mem,
+        .flags = dirty_log ? KVM_MEM_LOG_DIRTY_PAGES : 0,
+    };
+    if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0)
+        return sbx_vm_ioctl_fail(diag, "KVM_SET_USER_MEMORY_REGION");
+    if (dirty_log) {
+        vm->dirty = calloc(sbx_vm_dirty_words(vm), sizeof *vm->dirty);
+        if (!vm->dirty)
+            return sbx_fail(diag, SBX_E_NOMEM, "out of memory for the dirty-page bitmap");
+    }
+    return 0;
+}
+
+int sbx_vm_create(struct sbx_vm *vm, uint64_t mem_size, const struct sbx_vm_opts *o,
+                  struct sbx_diag *diag)
 {
     *vm = (struct sbx_vm){ .kvm_fd = -1, .vm_fd = -1, .vcpu_fd = -1 };
     int rc = open_kvm(vm, diag);
@@ -128,30 +177,34 @@ int sbx_vm_create(struct sbx_vm *vm, uint64_t mem_size, struct sbx_diag *diag)
         rc = sbx_vm_ioctl_fail(diag, "KVM_CREATE_VM");
         goto err;
     }
-    void *mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (mem == MAP_FAILED) {
-        rc = sbx_fail(diag, SBX_E_NOMEM, "cannot map %llu bytes of guest memory: %s",
-                      (unsigned long long)mem_size, strerror(errno));
-        goto err;
-    }
-    vm->mem = mem;
-    vm->mem_size = mem_size;
-    struct kvm_userspace_memory_region region = {
-        .slot = 0, .guest_phys_addr = 0, .memory_size = mem_size,
-        .userspace_addr = (uint64_t)(uintptr_t)mem,
-    };
-    if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
-        rc = sbx_vm_ioctl_fail(diag, "KVM_SET_USER_MEMORY_REGION");
-        goto err;
-    }
-    rc = create_vcpu(vm, diag);
-    if (rc)
+    rc = map_memory(vm, mem_size, o, diag);
+    if (rc || (rc = set_memory_slot(vm, o->dirty_log, diag)) || (rc = create_vcpu(vm, diag)))
         goto err;
     return 0;
 err:
     sbx_vm_destroy(vm);
     return rc;
+}
+
+int sbx_vm_map_cow(struct sbx_vm *vm, int memfd, struct sbx_diag *diag)
+{
+    /* KVM's MMU notifier drops the old translations when the mapping is replaced. */
+    void *p = mmap(vm->mem, vm->mem_size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, memfd, 0);
+    if (p == MAP_FAILED)
+        return sbx_fail(diag, SBX_E_NOMEM, "cannot map the template copy-on-write: %s",
+                        strerror(errno));
+    return 0;
+}
+
+int sbx_vm_get_dirty(struct sbx_vm *vm, struct sbx_diag *diag)
+{
+    struct kvm_dirty_log log = { .slot = 0, .dirty_bitmap = vm->dirty };
+    if (!vm->dirty)
+        return sbx_fail(diag, SBX_E_INVAL, "this sandbox's memory is not dirty-logged");
+    if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
+        return sbx_vm_ioctl_fail(diag, "KVM_GET_DIRTY_LOG");
+    return 0;
 }
 
 void sbx_vm_destroy(struct sbx_vm *vm)
@@ -160,6 +213,7 @@ void sbx_vm_destroy(struct sbx_vm *vm)
         munmap(vm->run, vm->run_size);
     if (vm->mem)
         munmap(vm->mem, vm->mem_size);
+    free(vm->dirty);
     if (vm->vcpu_fd >= 0)
         close(vm->vcpu_fd);
     if (vm->vm_fd >= 0)

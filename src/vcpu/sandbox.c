@@ -38,6 +38,15 @@ static int check_host_fns(const struct sbx_config *cfg, struct sbx_diag *diag)
     return 0;
 }
 
+int sbx_check_mem_size(uint64_t mem_size, struct sbx_diag *diag)
+{
+    if (mem_size < SBX_MEM_MIN || mem_size > SBX_MEM_MAX || mem_size % (2ull << 20) != 0)
+        return sbx_fail(diag, SBX_E_LIMIT, "guest memory size %llu is not a multiple of 2 MiB "
+                        "between %llu and %llu bytes",
+                        (unsigned long long)mem_size, SBX_MEM_MIN, SBX_MEM_MAX);
+    return 0;
+}
+
 /* Fill the defaults of *in into *out and check the result. */
 static int resolve_config(const struct sbx_config *in, struct sbx_config *out,
                           struct sbx_diag *diag)
@@ -49,11 +58,14 @@ static int resolve_config(const struct sbx_config *in, struct sbx_config *out,
         out->deadline_ms = SBX_DEFAULT_DEADLINE_MS;
     if (!out->deadline_signal)
         out->deadline_signal = SIGRTMIN + 1;
-    if (out->mem_size < SBX_MEM_MIN || out->mem_size > SBX_MEM_MAX ||
-        out->mem_size % (2ull << 20) != 0)
-        return sbx_fail(diag, SBX_E_LIMIT, "guest memory size %llu is not a multiple of 2 MiB "
-                        "between %llu and %llu bytes",
-                        (unsigned long long)out->mem_size, SBX_MEM_MIN, SBX_MEM_MAX);
+    if (!out->mem_mode)
+        out->mem_mode = SBX_MEM_COPY;
+    int rc = sbx_check_mem_size(out->mem_size, diag);
+    if (rc)
+        return rc;
+    if (out->mem_mode != SBX_MEM_COPY && out->mem_mode != SBX_MEM_COW)
+        return sbx_fail(diag, SBX_E_INVAL, "memory mode %d is not SBX_MEM_COPY or SBX_MEM_COW",
+                        out->mem_mode);
     if (out->deadline_signal < SIGRTMIN || out->deadline_signal > SIGRTMAX)
         return sbx_fail(diag, SBX_E_INVAL, "deadline signal %d is not a real-time signal",
                         out->deadline_signal);
@@ -82,8 +94,8 @@ static int boot(struct sbx_sandbox *s, const struct sbx_guest *g, struct sbx_dia
     return sbx_read_functions(s, diag);
 }
 
-int sbx_sandbox_new(const struct sbx_config *cfg, uint64_t mem_size, struct sbx_sandbox **out,
-                    struct sbx_diag *diag)
+int sbx_sandbox_alloc(const struct sbx_config *cfg, uint64_t mem_size, struct sbx_sandbox **out,
+                      struct sbx_diag *diag)
 {
     struct sbx_sandbox *s = calloc(1, sizeof *s);
     if (!s)
@@ -105,14 +117,28 @@ int sbx_sandbox_new(const struct sbx_config *cfg, uint64_t mem_size, struct sbx_
         memcpy(s->host_fns, s->cfg.host_fns, s->cfg.n_host_fns * sizeof *s->host_fns);
     }
     sbx_install_deadline_handler(s->cfg.deadline_signal);
-    rc = sbx_vm_create(&s->vm, s->cfg.mem_size, diag);
-    if (rc)
-        goto err;
     *out = s;
     return 0;
 err:
     sbx_sandbox_destroy(s);
     return rc;
+}
+
+int sbx_sandbox_new(const struct sbx_config *cfg, uint64_t mem_size, struct sbx_sandbox **out,
+                    struct sbx_diag *diag)
+{
+    struct sbx_sandbox *s = NULL;
+    int rc = sbx_sandbox_alloc(cfg, mem_size, &s, diag);
+    if (rc)
+        return rc;
+    static const struct sbx_vm_opts lazy = { .memfd = -1 };
+    rc = sbx_vm_create(&s->vm, s->cfg.mem_size, &lazy, diag);
+    if (rc) {
+        sbx_sandbox_destroy(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
 }
 
 int sbx_sandbox_create(const struct sbx_guest *g, const struct sbx_config *cfg,
@@ -250,6 +276,8 @@ int sbx_sandbox_call(struct sbx_sandbox *s, const char *name, const struct sbx_v
     x->nargs = (uint32_t)nargs;
     x->ret = (struct sbx_abi_value){ .type = f->ret };
     rc = sbx_run(s, SBX_HC_RETURN, diag);
+    if (s->xchg_data_used > s->xchg_dirty_hi)
+        s->xchg_dirty_hi = s->xchg_data_used;
     if (rc == 0)
         rc = read_result(s, f, ret, diag);
     if (rc && rc != SBX_E_NOMEM)

@@ -7,7 +7,7 @@
 
 /* KVM finishes an I/O instruction only when KVM_RUN is entered again; an
  * immediate exit does that without running the guest. */
-static int complete_pending_io(struct sbx_vm *vm, struct sbx_diag *diag)
+int sbx_vcpu_finish_io(struct sbx_vm *vm, struct sbx_diag *diag)
 {
     vm->run->immediate_exit = 1;
     int rc = ioctl(vm->vcpu_fd, KVM_RUN, 0);
@@ -22,7 +22,7 @@ static int complete_pending_io(struct sbx_vm *vm, struct sbx_diag *diag)
 
 int sbx_vcpu_save(struct sbx_vm *vm, struct sbx_vcpu_state *st, struct sbx_diag *diag)
 {
-    int rc = complete_pending_io(vm, diag);
+    int rc = sbx_vcpu_finish_io(vm, diag);
     if (rc)
         return rc;
     struct kvm_xsave xs;

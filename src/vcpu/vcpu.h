@@ -9,13 +9,27 @@
 #define SBX_MAX_LOG_MSG 4096u          /* longer guest log messages are truncated */
 #define SBX_MAX_RESULT (16u << 20)     /* largest string/bytes a guest may return */
 
+#define SBX_HUGE_SIZE (2u << 20)
+
 struct sbx_vm {
     int kvm_fd, vm_fd, vcpu_fd;
     struct kvm_run *run;
     size_t run_size;
     uint8_t *mem;
     uint64_t mem_size;
+    uint64_t *dirty; /* KVM dirty-page bitmap, one bit per page; NULL if not logged */
 };
+
+struct sbx_vm_opts {
+    int memfd;      /* >= 0: memory is a private copy-on-write mapping of it */
+    bool prefault;  /* fault all anonymous memory in now, not on first touch */
+    bool dirty_log; /* log guest writes, for sbx_sandbox_reset */
+};
+
+static inline size_t sbx_vm_dirty_words(const struct sbx_vm *vm)
+{
+    return (size_t)(vm->mem_size / SBX_PAGE_SIZE + 63) / 64;
+}
 
 struct sbx_func {
     char name[SBX_MAX_NAME + 1];
@@ -31,6 +45,9 @@ struct sbx_sandbox {
     size_t nfuncs;
     bool poisoned;
     uint32_t xchg_data_used; /* bytes of xchg.data holding this call's host-written data */
+    uint32_t xchg_dirty_hi;  /* most xchg.data bytes the host wrote since restore or reset */
+    const struct sbx_template *tpl; /* set when restored from a template: reset goes back to it */
+    enum sbx_mem_mode mem_mode;
     uint8_t *result;         /* STR/BYTES results of the last call */
     size_t result_cap;
     /* what a snapshot records about the guest */
@@ -39,7 +56,12 @@ struct sbx_sandbox {
     uint64_t guest_hash;
 };
 
-/* sandbox.c: allocate a sandbox with a resolved configuration and its VM. */
+/* sandbox.c: SBX_E_LIMIT unless mem_size is a valid guest memory size. */
+int sbx_check_mem_size(uint64_t mem_size, struct sbx_diag *diag);
+/* sandbox.c: allocate a sandbox with a resolved configuration, no VM yet. */
+int sbx_sandbox_alloc(const struct sbx_config *cfg, uint64_t mem_size, struct sbx_sandbox **out,
+                      struct sbx_diag *diag);
+/* sandbox.c: the same, with a fresh VM whose memory faults in on first touch. */
 int sbx_sandbox_new(const struct sbx_config *cfg, uint64_t mem_size, struct sbx_sandbox **out,
                     struct sbx_diag *diag);
 
@@ -57,9 +79,18 @@ struct sbx_vcpu_state {
     uint32_t xsave[1024]; /* struct kvm_xsave.region */
 };
 
+/* pool.c: move a ready VM of mem_size bytes out of the pool into *vm;
+ * false if it has none. */
+bool sbx_pool_take(struct sbx_pool *p, uint64_t mem_size, struct sbx_vm *vm);
+
 /* kvm.c */
 int sbx_vm_cpu_facts(const struct sbx_vm *vm, struct sbx_cpu_facts *out, struct sbx_diag *diag);
-int sbx_vm_create(struct sbx_vm *vm, uint64_t mem_size, struct sbx_diag *diag);
+int sbx_vm_create(struct sbx_vm *vm, uint64_t mem_size, const struct sbx_vm_opts *o,
+                  struct sbx_diag *diag);
+/* Replace the VM's memory, in place, with a private mapping of memfd. */
+int sbx_vm_map_cow(struct sbx_vm *vm, int memfd, struct sbx_diag *diag);
+/* Fetch and clear the pages the guest wrote since the last fetch into vm->dirty. */
+int sbx_vm_get_dirty(struct sbx_vm *vm, struct sbx_diag *diag);
 void sbx_vm_destroy(struct sbx_vm *vm);
 int sbx_vm_ioctl_fail(struct sbx_diag *diag, const char *what);
 
@@ -78,6 +109,7 @@ int sbx_x86_set_initial_state(struct sbx_vm *vm, uint64_t entry, struct sbx_diag
 
 /* state.c: read or write the whole vCPU state. Reading first completes a
  * pending I/O exit, so the state is consistent. */
+int sbx_vcpu_finish_io(struct sbx_vm *vm, struct sbx_diag *diag);
 int sbx_vcpu_save(struct sbx_vm *vm, struct sbx_vcpu_state *st, struct sbx_diag *diag);
 int sbx_vcpu_load(struct sbx_vm *vm, const struct sbx_vcpu_state *st, struct sbx_diag *diag);
 

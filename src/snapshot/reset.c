@@ -1,0 +1,137 @@
+/* reset.c - sandboxes from templates, and putting them back after a request. */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "snapshot.h"
+
+/* A pooled VM when one fits, else a fresh one; memory set up for the mode. */
+static int get_vm(struct sbx_sandbox *s, const struct sbx_template *t, struct sbx_pool *pool,
+                  struct sbx_diag *diag)
+{
+    bool cow = s->mem_mode == SBX_MEM_COW;
+    if (pool && sbx_pool_take(pool, t->mem_size, &s->vm))
+        return cow ? sbx_vm_map_cow(&s->vm, t->memfd, diag) : 0;
+    struct sbx_vm_opts o = { .memfd = cow ? t->memfd : -1, .dirty_log = true };
+    return sbx_vm_create(&s->vm, t->mem_size, &o, diag);
+}
+
+static int check_cpu_once(const struct sbx_template *t, const struct sbx_vm *vm,
+                          struct sbx_diag *diag)
+{
+    /* The flag is the template's only mutable field: a cache, not its content. */
+    atomic_int *checked = (atomic_int *)&t->cpu_checked;
+    if (atomic_load_explicit(checked, memory_order_acquire))
+        return 0;
+    int rc = sbx_snap_check_cpu(t->hdr, t->path, vm, diag);
+    if (rc == 0)
+        atomic_store_explicit(checked, 1, memory_order_release);
+    return rc;
+}
+
+int sbx_sandbox_from_template(const struct sbx_template *t, const struct sbx_config *cfg,
+                              struct sbx_pool *pool, struct sbx_sandbox **out,
+                              struct sbx_diag *diag)
+{
+    if (!t || !out)
+        return sbx_fail(diag, SBX_E_INVAL, "sbx_sandbox_from_template: template and out are required");
+    struct sbx_sandbox *s = NULL;
+    int rc = sbx_sandbox_alloc(cfg, t->mem_size, &s, diag);
+    if (rc)
+        return rc;
+    s->tpl = t;
+    s->mem_mode = s->cfg.mem_mode;
+    rc = get_vm(s, t, pool, diag);
+    if (rc || (rc = check_cpu_once(t, &s->vm, diag)))
+        goto err;
+    if (s->mem_mode == SBX_MEM_COPY) /* the VM's memory is all zero until now */
+        for (uint32_t r = 0; r < t->nruns; r++)
+            memcpy(s->vm.mem + t->runs[r].gpa, t->mem + t->runs[r].gpa, t->runs[r].len);
+    rc = sbx_snap_apply_header(s, t->hdr, diag);
+    if (rc)
+        goto err;
+    *out = s;
+    return 0;
+err:
+    sbx_diag_prefix(diag, "%s: restore from template", t->path);
+    sbx_sandbox_destroy(s);
+    return rc;
+}
+
+/* The host writes guest memory only in the exchange area, which KVM does not log. */
+static void mark_host_writes(struct sbx_sandbox *s)
+{
+    uint64_t first = SBX_LAYOUT_XCHG / SBX_PAGE_SIZE;
+    uint64_t last = (SBX_XCHG_DATA_GPA + s->xchg_dirty_hi + SBX_PAGE_SIZE - 1) / SBX_PAGE_SIZE;
+    for (uint64_t p = first; p < last; p++)
+        s->vm.dirty[p / 64] |= 1ull << (p % 64);
+}
+
+static void copy_back(struct sbx_sandbox *s, uint64_t first, uint64_t npages)
+{
+    const struct sbx_template *t = s->tpl;
+    for (uint64_t p = first; p < first + npages; p++) {
+        uint8_t *dst = s->vm.mem + p * SBX_PAGE_SIZE;
+        if (sbx_template_page_stored(t, p))
+            memcpy(dst, t->mem + p * SBX_PAGE_SIZE, SBX_PAGE_SIZE);
+        else
+            memset(dst, 0, SBX_PAGE_SIZE);
+    }
+}
+
+/* Private copies are dropped, so the pages read the sealed template again. */
+static int drop_private(struct sbx_sandbox *s, uint64_t first, uint64_t npages, struct sbx_diag *diag)
+{
+    if (madvise(s->vm.mem + first * SBX_PAGE_SIZE, npages * SBX_PAGE_SIZE, MADV_DONTNEED) < 0)
+        return sbx_fail(diag, SBX_E_NOMEM, "reset: dropping %llu written pages failed: %s",
+                        (unsigned long long)npages, strerror(errno));
+    return 0;
+}
+
+/* Undo every run of dirty pages in the bitmap. */
+static int restore_dirty(struct sbx_sandbox *s, struct sbx_diag *diag)
+{
+    uint64_t *bits = s->vm.dirty, pages = s->vm.mem_size / SBX_PAGE_SIZE;
+    uint64_t p = 0;
+    while (p < pages) {
+        uint64_t w = bits[p / 64] >> (p % 64);
+        if (!w) {
+            p = (p / 64 + 1) * 64;
+            continue;
+        }
+        p += (uint64_t)__builtin_ctzll(w);
+        uint64_t end = p;
+        while (end < pages && ((bits[end / 64] >> (end % 64)) & 1))
+            end++;
+        int rc = 0;
+        if (s->mem_mode == SBX_MEM_COW)
+            rc = drop_private(s, p, end - p, diag);
+        else
+            copy_back(s, p, end - p);
+        if (rc)
+            return rc;
+        p = end;
+    }
+    return 0;
+}
+
+int sbx_sandbox_reset(struct sbx_sandbox *s, struct sbx_diag *diag)
+{
+    if (!s)
+        return sbx_fail(diag, SBX_E_INVAL, "sbx_sandbox_reset: sandbox is required");
+    if (!s->tpl)
+        return sbx_fail(diag, SBX_E_INVAL, "sbx_sandbox_reset: this sandbox was not made by "
+                        "sbx_sandbox_from_template, so it has no template to go back to");
+    /* Finish the guest's last OUT now, so it cannot complete after the new state is set. */
+    int rc = sbx_vcpu_finish_io(&s->vm, diag);
+    if (rc || (rc = sbx_vm_get_dirty(&s->vm, diag)))
+        return rc;
+    mark_host_writes(s);
+    rc = restore_dirty(s, diag);
+    if (rc || (rc = sbx_snap_apply_header(s, s->tpl->hdr, diag)))
+        return rc;
+    s->poisoned = false;
+    s->xchg_data_used = 0;
+    s->xchg_dirty_hi = 0;
+    return 0;
+}
