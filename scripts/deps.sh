@@ -1,18 +1,27 @@
 #!/bin/sh
 # deps.sh - install the Debian packages snapbox needs, only those missing.
-# usage: scripts/deps.sh [build|vm|all]   (default: all)
+# usage: scripts/deps.sh [build|vm|bench|fuzz|valgrind|all]   (default: all)
 #   build: compiler-side libraries (libelf, lz4, xxHash, cmocka, binutils)
 #   vm:    what tests/kvm-vm.sh needs to boot a KVM-capable QEMU VM
+#   bench: the lz4 command line tool, the size reference of `make bench`
+#   fuzz:  clang with libFuzzer and its sanitizer runtimes (`make fuzz`)
+#   valgrind: memcheck for `make check-valgrind`
 # Set SNAPBOX_NO_INSTALL=1 to only report what is missing.
 set -eu
 what=${1:-all}
 build_pkgs="gcc make binutils libelf-dev liblz4-dev libxxhash-dev libcmocka-dev"
 vm_pkgs="qemu-system-x86 busybox-static cpio gzip"
+bench_pkgs="lz4"
+fuzz_pkgs="clang"
+valgrind_pkgs="valgrind"
 case "$what" in
     build) pkgs=$build_pkgs ;;
     vm) pkgs=$vm_pkgs ;;
-    all) pkgs="$build_pkgs $vm_pkgs" ;;
-    *) echo "deps.sh: unknown set '$what' (build, vm or all)" >&2; exit 2 ;;
+    bench) pkgs=$bench_pkgs ;;
+    fuzz) pkgs=$fuzz_pkgs ;;
+    valgrind) pkgs=$valgrind_pkgs ;;
+    all) pkgs="$build_pkgs $vm_pkgs $bench_pkgs $fuzz_pkgs $valgrind_pkgs" ;;
+    *) echo "deps.sh: unknown set '$what' (build, vm, bench, fuzz, valgrind or all)" >&2; exit 2 ;;
 esac
 
 missing=""
