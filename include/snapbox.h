@@ -201,6 +201,7 @@ enum sbx_mem_mode {
 
 #define SBX_DEFAULT_MEM_SIZE (SBX_U64(8) << 20)
 #define SBX_DEFAULT_DEADLINE_MS 1000u
+#define SBX_DEFAULT_MAX_LOG_PER_CALL 1000u
 
 struct sbx_config {
     uint64_t mem_size;       /* 0: SBX_DEFAULT_MEM_SIZE; SBX_MEM_MIN..SBX_MEM_MAX, 2 MiB multiple */
@@ -214,6 +215,11 @@ struct sbx_config {
      * signal's disposition is the default one. */
     int deadline_signal;
     enum sbx_mem_mode mem_mode; /* templates only; see enum sbx_mem_mode */
+    /* Guest log messages passed to log per call (and per initialisation);
+     * the rest are dropped and counted in one warning at the end of the call,
+     * so a guest that logs endlessly costs neither host memory nor a flood.
+     * 0: SBX_DEFAULT_MAX_LOG_PER_CALL. */
+    uint32_t max_log_per_call;
 };
 
 /* Create a sandbox: allocate guest memory, load the guest's segments, build
@@ -263,8 +269,15 @@ struct sbx_snapshot_opts {
     bool hc; /* LZ4HC: smaller files, slower capture */
 };
 
+/* Limits on untrusted files; 0 picks the default. A file over a limit is
+ * rejected with SBX_E_LIMIT before more of it is read. */
+#define SBX_SNAP_DEFAULT_MAX_FILE (SBX_U64(2) << 30)    /* any valid 1 GiB guest fits */
+#define SBX_SNAP_DEFAULT_MAX_CHUNKS (SBX_MEM_MAX / SBX_PAGE_SIZE)
+
 struct sbx_snapshot_open_opts {
     enum sbx_version_policy policy; /* for the host version that wrote the file */
+    uint64_t max_file_size;         /* bytes; 0: SBX_SNAP_DEFAULT_MAX_FILE */
+    uint32_t max_chunks;            /* 0: SBX_SNAP_DEFAULT_MAX_CHUNKS */
 };
 
 struct sbx_snapshot_info {
@@ -284,8 +297,12 @@ struct sbx_snapshot_info {
 SBX_API int sbx_snapshot_take(struct sbx_sandbox *s, const struct sbx_snapshot_opts *opts,
                               struct sbx_snapshot **out, struct sbx_diag *diag);
 
-/* Write to path atomically: a temporary file in the same directory, fsync'd,
- * then renamed; on any failure nothing is left at path (an old file stays). */
+/* Write to path atomically: an unnamed file (O_TMPFILE) in the same
+ * directory, fsync'd, named, renamed over path, directory fsync'd. On any
+ * failure path keeps its old content and nothing is left beside it; a
+ * process killed while writing leaves nothing either, except in the instant
+ * between naming and renaming (a complete "PATH.tmp.PID.N"). File systems
+ * without O_TMPFILE get a named temporary file instead. */
 SBX_API int sbx_snapshot_write(const struct sbx_snapshot *snap, const char *path,
                                struct sbx_diag *diag);
 

@@ -389,6 +389,53 @@ static void test_config_limits(void **state)
     sbx_guest_free(g);
 }
 
+static int host_echo(void *ctx, const struct sbx_value *args, size_t nargs, struct sbx_value *ret)
+{
+    (void)nargs;
+    ++*(int *)ctx;
+    *ret = args[0];
+    return 0;
+}
+
+/* A guest that logs or calls the host in a tight loop stays within bounds:
+ * logs past the per-call limit are dropped and counted once, and host results
+ * beyond the exchange area are refused, not buffered. */
+static void test_flooding_guest_is_bounded(void **state)
+{
+    (void)state;
+    char path[600];
+    snprintf(path, sizeof path, "%s/hostile.elf", guest_dir);
+    struct sbx_guest *g = NULL;
+    struct sbx_diag d = { 0 };
+    struct tu_log log = { 0 };
+    int echoes = 0;
+    const struct sbx_host_fn fns[] = {
+        { .name = "host_echo", .ret = SBX_T_STR, .nargs = 1, .args = { SBX_T_STR },
+          .fn = host_echo, .ctx = &echoes },
+    };
+    struct sbx_config cfg = { .deadline_ms = 20000, .log = tu_log_cb, .log_ctx = &log,
+                              .max_log_per_call = 50, .host_fns = fns, .n_host_fns = 1 };
+    struct sbx_sandbox *s = NULL;
+    assert_int_equal(sbx_guest_load(path, NULL, &g, &d), 0);
+    assert_int_equal(sbx_sandbox_create(g, &cfg, &s, &d), 0);
+    struct sbx_value n = v_u64(2000);
+    log.count = 0;
+    assert_int_equal(sbx_sandbox_call(s, "log_flood", &n, 1, NULL, &d), 0);
+    assert_int_equal(log.count, 51); /* 50 messages and one warning */
+    assert_int_equal(log.last_level, SBX_LOG_WARN);
+    tu_assert_contains(log.last, "1950 over the limit of 50 were dropped");
+    struct sbx_value refused;
+    n = v_u64(600);
+    assert_int_equal(sbx_sandbox_call(s, "host_flood", &n, 1, &refused, &d), 0);
+    assert_int_equal(echoes, 600);
+    /* 1 KiB answers: the exchange area holds 255 of them, the rest are refused */
+    assert_int_equal(refused.u.u64, 600 - (SBX_XCHG_DATA_SIZE / 1024));
+    assert_int_equal(sbx_sandbox_call(s, "host_flood", &n, 1, &refused, &d), 0);
+    assert_int_equal(refused.u.u64, 600 - (SBX_XCHG_DATA_SIZE / 1024)); /* each call starts afresh */
+    sbx_sandbox_destroy(s);
+    sbx_guest_free(g);
+}
+
 static void test_cli_run(void **state)
 {
     (void)state;
@@ -583,6 +630,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_unknown_hypercall, setup_hostile, teardown),
         cmocka_unit_test(test_guest_without_library_runs),
         cmocka_unit_test(test_config_limits),
+        cmocka_unit_test(test_flooding_guest_is_bounded),
         cmocka_unit_test(test_cli_run),
         cmocka_unit_test_setup_teardown(test_snapshot_after_init_round_trip, setup_demo, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_after_calls_keeps_state, setup_demo, teardown),

@@ -368,12 +368,42 @@ static void test_cli_info_and_verify(void **state)
     assert_int_equal(WEXITSTATUS(rc), 17);
 }
 
+/* The caller's limits on untrusted files: each a clear SBX_E_LIMIT naming the file. */
+static void test_open_limits(void **state)
+{
+    (void)state;
+    const char *path = write_snapshot("limits.snap");
+    struct sbx_snapshot *snap = NULL;
+    struct sbx_diag d = { 0 };
+    struct sbx_snapshot_open_opts o = { .max_file_size = 4096 };
+    assert_int_equal(sbx_snapshot_open(path, &o, &snap, &d), SBX_E_LIMIT);
+    tu_assert_contains(d.msg, path);
+    tu_assert_contains(d.msg, "over the limit of 4096 (max_file_size)");
+    o = (struct sbx_snapshot_open_opts){ .max_chunks = 1 };
+    assert_int_equal(sbx_snapshot_open_header(path, &o, &snap, &d), SBX_E_LIMIT);
+    tu_assert_contains(d.msg, "chunks, over the limit of 1 (max_chunks)");
+    o.max_chunks = 2; /* the made-up machine has exactly two runs of pages */
+    assert_int_equal(sbx_snapshot_open(path, &o, &snap, &d), 0);
+    sbx_snapshot_free(snap);
+    /* the same checks on bytes in memory */
+    size_t len;
+    uint8_t *buf = tu_read(path, &len);
+    o.max_chunks = 1;
+    assert_int_equal(sbx_snapshot_from_memory(buf, len, "buf", &o, &snap, &d), SBX_E_LIMIT);
+    assert_int_equal(sbx_snapshot_from_memory(buf, len, "buf", NULL, &snap, &d), 0);
+    sbx_snapshot_free(snap);
+    buf[len - 1] ^= 1;
+    assert_int_equal(sbx_snapshot_from_memory(buf, len, "buf", NULL, &snap, &d), SBX_E_SNAP_CORRUPT);
+    free(buf);
+}
+
 int main(int argc, char **argv)
 {
     const char *build = tu_build_dir(argc, argv);
     snprintf(cli_path, sizeof cli_path, "%s/snapbox", build);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_through_file),
+        cmocka_unit_test(test_open_limits),
         cmocka_unit_test(test_header_fields_rejected),
         cmocka_unit_test(test_rejected_from_header_alone),
         cmocka_unit_test(test_every_header_byte_flipped),

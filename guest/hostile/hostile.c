@@ -116,6 +116,22 @@ static void log_flood(const struct sbx_abi_value *a, struct sbx_abi_value *r)
         sbx_log(SBX_LOG_DEBUG, "flood");
 }
 
+/* Calls host_echo with 1 KiB n times in one call: the host's answers fill the
+ * bounded exchange area, then are refused; returns how many were refused. */
+static void host_flood(const struct sbx_abi_value *a, struct sbx_abi_value *r)
+{
+    static char big[1024];
+    struct sbx_abi_value arg = { .type = SBX_T_STR,
+                                 .u.buf = { (uint64_t)(uintptr_t)big, sizeof big } };
+    uint64_t refused = 0;
+    for (uint64_t i = 0; i < sbx_arg_u64(a, 0); i++) {
+        struct sbx_abi_value ret;
+        if (sbx_host_call("host_echo", &ret, 1, &arg) < 0)
+            refused++;
+    }
+    sbx_ret_u64(r, refused);
+}
+
 void sbx_guest_init(void)
 {
     sbx_register("abort", SBX_T_VOID, do_abort, 1, SBX_T_I32);
@@ -132,4 +148,5 @@ void sbx_guest_init(void)
     sbx_register("wrong_type", SBX_T_I64, wrong_type, 0);
     sbx_register("unknown_hypercall", SBX_T_VOID, unknown_hypercall, 0);
     sbx_register("log_flood", SBX_T_VOID, log_flood, 1, SBX_T_U64);
+    sbx_register("host_flood", SBX_T_U64, host_flood, 1, SBX_T_U64);
 }

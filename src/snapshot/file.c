@@ -23,39 +23,128 @@ static void sync_dir_of(const char *path)
     free(copy);
 }
 
+/* Write the image to fd and make it durable. */
+static int write_durably(const struct sbx_snapshot *snap, int fd, const char *path,
+                         struct sbx_diag *diag)
+{
+    /* mkstemp and O_TMPFILE honour different modes; a snapshot is as readable
+     * as other build outputs. */
+    if (fchmod(fd, 0644) < 0 || sbx_write_all(fd, snap->image, snap->size) < 0 || fsync(fd) < 0)
+        return sbx_fail(diag, SBX_E_IO, "%s: writing %zu bytes failed: %s", path, snap->size,
+                        strerror(errno));
+    return 0;
+}
+
+/* An unnamed file in path's directory (O_TMPFILE): killed while writing, the
+ * process leaves nothing behind. -1 where the file system lacks O_TMPFILE. */
+static int open_unnamed(const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy)
+        return -1;
+    int fd = open(dirname(copy), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+    free(copy);
+    return fd;
+}
+
+/* Give the finished unnamed file fd the name tmp (unique beside path). */
+static int link_unnamed(int fd, const char *path, char *tmp, size_t cap, struct sbx_diag *diag)
+{
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    for (unsigned i = 0; i < 100; i++) {
+        snprintf(tmp, cap, "%s.tmp.%ld.%u", path, (long)getpid(), i);
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) == 0)
+            return 0;
+        if (errno != EEXIST)
+            break;
+    }
+    return sbx_fail(diag, SBX_E_IO, "%s: cannot name the written file: %s", path, strerror(errno));
+}
+
 int sbx_snapshot_write(const struct sbx_snapshot *snap, const char *path, struct sbx_diag *diag)
 {
     if (!snap || !path || !snap->complete)
         return sbx_fail(diag, SBX_E_INVAL, "sbx_snapshot_write: a complete snapshot and a path are required");
-    size_t tlen = strlen(path) + 16;
-    char *tmp = malloc(tlen);
+    size_t cap = strlen(path) + 48;
+    char *tmp = malloc(cap);
     if (!tmp)
         return sbx_fail(diag, SBX_E_NOMEM, "%s: out of memory", path);
-    snprintf(tmp, tlen, "%s.tmp.XXXXXX", path);
     int rc = SBX_E_IO;
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        sbx_fail(diag, rc, "%s: cannot create a temporary file beside it: %s", path, strerror(errno));
-        goto out_free;
+    bool named = false;
+    int fd = open_unnamed(path);
+    if (fd >= 0) {
+        rc = write_durably(snap, fd, path, diag);
+        if (rc == 0 && (rc = link_unnamed(fd, path, tmp, cap, diag)) == 0)
+            named = true;
+    } else { /* no O_TMPFILE here: a named temporary file, removed on failure */
+        snprintf(tmp, cap, "%s.tmp.XXXXXX", path);
+        if ((fd = mkstemp(tmp)) < 0) {
+            sbx_fail(diag, rc, "%s: cannot create a temporary file beside it: %s", path,
+                     strerror(errno));
+            goto out_free;
+        }
+        named = true;
+        rc = write_durably(snap, fd, path, diag);
     }
-    /* mkstemp makes the file 0600; a snapshot is as readable as other build outputs. */
-    if (fchmod(fd, 0644) < 0 || sbx_write_all(fd, snap->image, snap->size) < 0 || fsync(fd) < 0) {
-        sbx_fail(diag, rc, "%s: writing %zu bytes failed: %s", path, snap->size, strerror(errno));
-        close(fd);
-        goto out_unlink;
-    }
-    if (close(fd) < 0 || rename(tmp, path) < 0) {
-        sbx_fail(diag, rc, "%s: cannot put the snapshot in place: %s", path, strerror(errno));
-        goto out_unlink;
-    }
-    sync_dir_of(path);
-    rc = 0;
-    goto out_free;
-out_unlink:
-    unlink(tmp);
+    if (close(fd) < 0 && rc == 0)
+        rc = sbx_fail(diag, SBX_E_IO, "%s: writing failed: %s", path, strerror(errno));
+    if (rc == 0 && rename(tmp, path) < 0)
+        rc = sbx_fail(diag, SBX_E_IO, "%s: cannot put the snapshot in place: %s", path,
+                      strerror(errno));
+    if (rc == 0)
+        sync_dir_of(path);
+    else if (named)
+        unlink(tmp);
 out_free:
     free(tmp);
     return rc;
+}
+
+static struct sbx_snapshot_open_opts resolve_opts(const struct sbx_snapshot_open_opts *in)
+{
+    struct sbx_snapshot_open_opts o = in ? *in : (struct sbx_snapshot_open_opts){ 0 };
+    if (!o.max_file_size)
+        o.max_file_size = SBX_SNAP_DEFAULT_MAX_FILE;
+    if (!o.max_chunks)
+        o.max_chunks = SBX_SNAP_DEFAULT_MAX_CHUNKS;
+    return o;
+}
+
+/* The header's checks and the caller's limits, before anything else is read. */
+static int check_head(struct sbx_snapshot *snap, uint64_t file_size,
+                      const struct sbx_snapshot_open_opts *o, struct sbx_diag *diag)
+{
+    snap->hdr = (const struct sbx_snap_header *)snap->image;
+    int rc = sbx_snap_check_prefix(snap->image, snap->size, snap->path, diag);
+    if (rc || (rc = sbx_snap_check_header(snap->hdr, file_size, o->policy, snap->path, diag)))
+        return rc;
+    if (snap->hdr->nchunks > o->max_chunks)
+        return sbx_fail(diag, SBX_E_LIMIT, "%s: %u chunks, over the limit of %u (max_chunks)",
+                        snap->path, snap->hdr->nchunks, o->max_chunks);
+    return 0;
+}
+
+/* With the whole file in snap->image: the index, then every chunk's checksum. */
+static int check_rest(struct sbx_snapshot *snap, struct sbx_diag *diag)
+{
+    snap->index = (const struct sbx_snap_chunk *)(snap->image + snap->hdr->index_offset);
+    int rc = sbx_snap_check_index(snap, diag);
+    if (rc || (rc = sbx_snap_check_chunks(snap, diag)))
+        return rc;
+    snap->complete = true;
+    return 0;
+}
+
+static int new_snapshot(const char *path, struct sbx_snapshot **out, struct sbx_diag *diag)
+{
+    struct sbx_snapshot *snap = calloc(1, sizeof *snap);
+    if (!snap || !(snap->path = strdup(path))) {
+        free(snap);
+        return sbx_fail(diag, SBX_E_NOMEM, "%s: out of memory", path);
+    }
+    *out = snap;
+    return 0;
 }
 
 /* Read the header and check it before anything else of the file is read. */
@@ -64,13 +153,11 @@ static int open_common(const char *path, const struct sbx_snapshot_open_opts *op
 {
     if (!path || !out)
         return sbx_fail(diag, SBX_E_INVAL, "sbx_snapshot_open: path and out are required");
-    enum sbx_version_policy policy = opts ? opts->policy : SBX_VERSION_EXACT;
-    struct sbx_snapshot *snap = calloc(1, sizeof *snap);
-    int rc = SBX_E_NOMEM, fd = -1;
-    if (!snap || !(snap->path = strdup(path))) {
-        sbx_fail(diag, rc, "%s: out of memory", path);
-        goto err;
-    }
+    struct sbx_snapshot_open_opts o = resolve_opts(opts);
+    struct sbx_snapshot *snap = NULL;
+    int fd = -1, rc = new_snapshot(path, &snap, diag);
+    if (rc)
+        return rc;
     rc = SBX_E_IO;
     struct stat st;
     if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) < 0) {
@@ -82,11 +169,15 @@ static int open_common(const char *path, const struct sbx_snapshot_open_opts *op
         goto err;
     }
     uint64_t size = (uint64_t)st.st_size;
+    if (size > o.max_file_size) {
+        rc = sbx_fail(diag, SBX_E_LIMIT, "%s: %llu bytes, over the limit of %llu (max_file_size)",
+                      path, (unsigned long long)size, (unsigned long long)o.max_file_size);
+        goto err;
+    }
     size_t head = size < sizeof(struct sbx_snap_header) ? (size_t)size : sizeof(struct sbx_snap_header);
     size_t want = whole ? (size_t)size : head;
-    if (size > SBX_MEM_MAX * 2 || !(snap->image = malloc(want ? want : 1))) {
-        rc = sbx_fail(diag, SBX_E_LIMIT, "%s: %llu bytes is larger than any valid snapshot", path,
-                      (unsigned long long)size);
+    if (!(snap->image = malloc(want ? want : 1))) {
+        rc = sbx_fail(diag, SBX_E_NOMEM, "%s: out of memory for %zu bytes", path, want);
         goto err;
     }
     if (sbx_pread_all(fd, snap->image, head, 0) < 0) {
@@ -94,29 +185,52 @@ static int open_common(const char *path, const struct sbx_snapshot_open_opts *op
         goto err;
     }
     snap->size = head;
-    snap->hdr = (const struct sbx_snap_header *)snap->image;
-    rc = sbx_snap_check_prefix(snap->image, head, path, diag);
-    if (rc || (rc = sbx_snap_check_header(snap->hdr, size, policy, path, diag)))
+    rc = check_head(snap, size, &o, diag);
+    if (rc || !whole)
+        goto done;
+    if (sbx_pread_all(fd, snap->image + head, want - head, (off_t)head) < 0) {
+        rc = sbx_fail(diag, SBX_E_IO, "%s: read failed: %s", path, strerror(errno));
         goto err;
-    if (whole) {
-        rc = SBX_E_IO;
-        if (sbx_pread_all(fd, snap->image + head, want - head, (off_t)head) < 0) {
-            sbx_fail(diag, rc, "%s: read failed: %s", path, strerror(errno));
-            goto err;
-        }
-        snap->size = want;
-        snap->index = (const struct sbx_snap_chunk *)(snap->image + snap->hdr->index_offset);
-        rc = sbx_snap_check_index(snap, diag);
-        if (rc || (rc = sbx_snap_check_chunks(snap, diag)))
-            goto err;
-        snap->complete = true;
     }
+    snap->size = want;
+    rc = check_rest(snap, diag);
+done:
+    if (rc)
+        goto err;
     close(fd);
     *out = snap;
     return 0;
 err:
     if (fd >= 0)
         close(fd);
+    sbx_snapshot_free(snap);
+    return rc;
+}
+
+int sbx_snapshot_from_memory(const void *buf, size_t len, const char *name,
+                             const struct sbx_snapshot_open_opts *opts, struct sbx_snapshot **out,
+                             struct sbx_diag *diag)
+{
+    struct sbx_snapshot_open_opts o = resolve_opts(opts);
+    struct sbx_snapshot *snap = NULL;
+    int rc = new_snapshot(name, &snap, diag);
+    if (rc)
+        return rc;
+    if (len > o.max_file_size)
+        rc = sbx_fail(diag, SBX_E_LIMIT, "%s: %zu bytes, over the limit of %llu (max_file_size)",
+                      name, len, (unsigned long long)o.max_file_size);
+    else if (!(snap->image = malloc(len ? len : 1)))
+        rc = sbx_fail(diag, SBX_E_NOMEM, "%s: out of memory for %zu bytes", name, len);
+    if (rc)
+        goto err;
+    memcpy(snap->image, buf, len);
+    snap->size = len;
+    rc = check_head(snap, len, &o, diag);
+    if (rc || (rc = check_rest(snap, diag)))
+        goto err;
+    *out = snap;
+    return 0;
+err:
     sbx_snapshot_free(snap);
     return rc;
 }

@@ -53,6 +53,12 @@ struct sbx_snap_input {
     bool hc;
 };
 
+/* file.c: the checks of sbx_snapshot_open on a copy of buf[0, len), named
+ * name in messages (fuzzers and tests feed untrusted bytes through it). */
+int sbx_snapshot_from_memory(const void *buf, size_t len, const char *name,
+                             const struct sbx_snapshot_open_opts *opts, struct sbx_snapshot **out,
+                             struct sbx_diag *diag);
+
 /* capture.c: encode in into snap's image (header, index, compressed chunks). */
 int sbx_snap_encode(const struct sbx_snap_input *in, struct sbx_snapshot *snap, struct sbx_diag *diag);
 

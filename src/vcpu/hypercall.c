@@ -43,6 +43,10 @@ static int hc_log(struct sbx_sandbox *s, const struct sbx_xchg *x, struct sbx_di
     int rc = read_text(s, x->hc_a[1], x->hc_a[2], msg, sizeof msg, "a log message", diag);
     if (rc)
         return rc;
+    if (s->log_count < UINT32_MAX)
+        s->log_count++;
+    if (s->log_count > s->cfg.max_log_per_call)
+        return 0; /* counted; sbx_run reports the drop once */
     if (s->cfg.log)
         s->cfg.log(s->cfg.log_ctx, (enum sbx_log_level)x->hc_a[0], msg);
     return 0;

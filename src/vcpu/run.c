@@ -160,6 +160,7 @@ static int handle_exit(struct sbx_sandbox *s, uint8_t until, struct sbx_diag *di
 int sbx_run(struct sbx_sandbox *s, uint8_t until, struct sbx_diag *diag)
 {
     struct deadline dl = { .armed = false };
+    s->log_count = 0;
     int rc = deadline_arm(&dl, s->cfg.deadline_ms, s->cfg.deadline_signal, diag);
     while (rc == 0) {
         if (deadline_passed(&dl)) {
@@ -176,5 +177,9 @@ int sbx_run(struct sbx_sandbox *s, uint8_t until, struct sbx_diag *diag)
         rc = handle_exit(s, until, diag);
     }
     deadline_disarm(&dl);
+    if (s->log_count > s->cfg.max_log_per_call)
+        sbx_logf(s->cfg.log, s->cfg.log_ctx, SBX_LOG_WARN,
+                 "guest logged %u messages in one call; %u over the limit of %u were dropped",
+                 s->log_count, s->log_count - s->cfg.max_log_per_call, s->cfg.max_log_per_call);
     return rc > 0 ? 0 : rc;
 }

@@ -60,6 +60,8 @@ static int resolve_config(const struct sbx_config *in, struct sbx_config *out,
         out->deadline_signal = SIGRTMIN + 1;
     if (!out->mem_mode)
         out->mem_mode = SBX_MEM_COPY;
+    if (!out->max_log_per_call)
+        out->max_log_per_call = SBX_DEFAULT_MAX_LOG_PER_CALL;
     int rc = sbx_check_mem_size(out->mem_size, diag);
     if (rc)
         return rc;

@@ -45,6 +45,7 @@ struct sbx_sandbox {
     size_t nfuncs;
     bool poisoned;
     uint32_t xchg_data_used; /* bytes of xchg.data holding this call's host-written data */
+    uint32_t log_count;      /* guest log messages in this call, passed or dropped */
     uint32_t xchg_dirty_hi;  /* most xchg.data bytes the host wrote since restore or reset */
     const struct sbx_template *tpl; /* set when restored from a template: reset goes back to it */
     enum sbx_mem_mode mem_mode;
