@@ -32,7 +32,15 @@ TESTS_NATIVE := $(BUILD)/tests/test_loader $(BUILD)/tests/test_snapshot
 TESTS_KVM    := $(BUILD)/tests/test_kvm $(BUILD)/tests/test_template
 DEPS_STAMP   := $(BUILD)/.deps-build
 
-.PHONY: all check demo bench clean deps
+FUZZ_TARGETS := fuzz_elf fuzz_note fuzz_snap_header fuzz_snap_chunks fuzz_hypercall
+FUZZ_REPLAY  := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/replay_%)
+FUZZ_BINS    := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/bin/%)
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/fuzzobj/%.o)
+FUZZ_SEEDS   := $(BUILD)/fuzz/seeds/.stamp
+
+.PHONY: all check demo bench fuzz fuzz-replay clean deps
 .SECONDARY:
 all: $(BUILD)/snapbox $(BUILD)/libsnapbox.a $(BUILD)/libsnapbox.so $(GUESTS)
 
@@ -96,12 +104,48 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(SAN_OBJS) $(HEADERS)
 	@mkdir -p $(@D)
 	$(CC) $(HOST_CFLAGS) $(SAN) -Itests -o $@ $< $(SAN_OBJS) $(LIBS) -lcmocka
 
-check: all $(TESTS_NATIVE) $(TESTS_KVM)
+check: all $(TESTS_NATIVE) $(TESTS_KVM) fuzz-replay
 	@for t in $(TESTS_NATIVE); do echo "== $$t"; SBX_BUILD=$(BUILD) $$t || exit 1; done
 	@for t in $(TESTS_KVM); do echo "== $$t"; sh tests/run-kvm.sh $$t $(BUILD) || exit 1; done
 
 demo: all
 	sh scripts/demo.sh $(BUILD)
+
+# ---- fuzzing: libFuzzer builds (clang) and gcc replay builds of each target ----
+$(BUILD)/fuzz/seed: tests/fuzz/seed.c $(SAN_OBJS) $(HEADERS)
+	@mkdir -p $(@D)
+	$(CC) $(HOST_CFLAGS) $(SAN) -o $@ $< $(SAN_OBJS) $(LIBS)
+
+$(FUZZ_SEEDS): $(BUILD)/fuzz/seed $(GUESTS)
+	rm -rf $(@D) && $(BUILD)/fuzz/seed $(BUILD)/guests $(@D) && touch $@
+
+$(BUILD)/fuzz/replay_%: tests/fuzz/%.c tests/fuzz/replay.c tests/fuzz/snapfix.h $(SAN_OBJS) $(HEADERS)
+	@mkdir -p $(@D)
+	$(CC) $(HOST_CFLAGS) $(SAN) -o $@ $< tests/fuzz/replay.c $(SAN_OBJS) $(LIBS)
+
+# Every seed and every regression input, replayed under ASan and UBSan.
+fuzz-replay: $(FUZZ_REPLAY) $(FUZZ_SEEDS)
+	@for t in $(FUZZ_TARGETS); do mkdir -p tests/fuzz/regress/$$t; \
+	    $(BUILD)/fuzz/replay_$$t $(BUILD)/fuzz/seeds/$$t tests/fuzz/regress/$$t || exit 1; done
+
+$(BUILD)/.deps-fuzz: scripts/deps.sh
+	@mkdir -p $(@D)
+	sh scripts/deps.sh fuzz
+	@touch $@
+
+$(BUILD)/fuzzobj/%.o: %.c $(HEADERS) | $(BUILD)/.deps-fuzz $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(HOST_CFLAGS) -O1 -fsanitize=fuzzer-no-link,address,undefined \
+	    -fno-sanitize-recover=all -c $< -o $@
+
+$(BUILD)/fuzz/bin/%: tests/fuzz/%.c tests/fuzz/snapfix.h $(FUZZ_OBJS)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(HOST_CFLAGS) -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	    -o $@ $< $(FUZZ_OBJS) $(LIBS)
+
+# Each target for FUZZ_SECONDS (default 60), then its whole corpus replayed.
+fuzz: $(FUZZ_BINS) $(FUZZ_REPLAY) $(FUZZ_SEEDS)
+	sh tests/fuzz/run.sh $(BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # Benchmarks run the optimised library, not the sanitized one.
 BENCH_SRCS := $(wildcard bench/*.c)

@@ -22,6 +22,11 @@ struct sbx_guest {
     uint64_t hash;
 };
 
+/* elf.c: sbx_guest_open on a copy of buf[0, len), named name in messages
+ * (fuzzers feed untrusted bytes through it). */
+int sbx_guest_from_memory(const void *buf, size_t len, const char *name, struct sbx_guest **out,
+                          struct sbx_diag *diag);
+
 /* Fill diag (if any) with code and a formatted message; returns code. */
 int sbx_fail(struct sbx_diag *diag, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

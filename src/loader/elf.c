@@ -96,6 +96,12 @@ static int check_ehdr(const struct sbx_guest *g, const Elf64_Ehdr *eh, struct sb
     if (eh->e_phentsize != sizeof(Elf64_Phdr))
         return sbx_fail(diag, SBX_E_ELF, "%s: e_phentsize is %u, expected %zu", g->path,
                         eh->e_phentsize, sizeof(Elf64_Phdr));
+    /* libelf hands out pointers into the file for a native-order ELF: the
+     * tables must be aligned as the ELF specification requires. */
+    if (eh->e_phoff % 8 || eh->e_shoff % 8)
+        return sbx_fail(diag, SBX_E_ELF, "%s: e_phoff 0x%llx or e_shoff 0x%llx is not 8-byte "
+                        "aligned", g->path, (unsigned long long)eh->e_phoff,
+                        (unsigned long long)eh->e_shoff);
     if (!in_file(eh->e_phoff, (uint64_t)eh->e_phnum * sizeof(Elf64_Phdr), g->file_size))
         return sbx_fail(diag, SBX_E_ELF,
                         "%s: program header table (e_phoff 0x%llx, %u entries) runs past the end "
@@ -285,28 +291,51 @@ out_end:
     return rc;
 }
 
+/* A guest named name whose file bytes are file (taken over): parse and hash. */
+static int guest_from_file(const char *name, uint8_t *file, size_t size, struct sbx_guest **out,
+                           struct sbx_diag *diag)
+{
+    struct sbx_guest *g = calloc(1, sizeof *g);
+    if (!g || !(g->path = strdup(name))) {
+        free(g);
+        free(file);
+        return sbx_fail(diag, SBX_E_NOMEM, "%s: out of memory", name);
+    }
+    g->file = file;
+    g->file_size = size;
+    int rc = parse(g, diag);
+    if (rc) {
+        sbx_guest_free(g);
+        return rc;
+    }
+    g->hash = XXH3_64bits(g->file, g->file_size);
+    *out = g;
+    return 0;
+}
+
 int sbx_guest_open(const char *path, struct sbx_guest **out, struct sbx_diag *diag)
 {
     if (!path || !out)
         return sbx_fail(diag, SBX_E_INVAL, "sbx_guest_open: path and out are required");
-    int rc = SBX_E_NOMEM;
-    struct sbx_guest *g = calloc(1, sizeof *g);
-    if (!g || !(g->path = strdup(path))) {
-        sbx_fail(diag, rc, "%s: out of memory", path);
-        goto err_free;
-    }
-    rc = read_file(path, &g->file, &g->file_size, diag);
+    uint8_t *file = NULL;
+    size_t size = 0;
+    int rc = read_file(path, &file, &size, diag);
     if (rc)
-        goto err_free;
-    rc = parse(g, diag);
-    if (rc)
-        goto err_free;
-    g->hash = XXH3_64bits(g->file, g->file_size);
-    *out = g;
-    return 0;
-err_free:
-    sbx_guest_free(g);
-    return rc;
+        return rc;
+    return guest_from_file(path, file, size, out, diag);
+}
+
+int sbx_guest_from_memory(const void *buf, size_t len, const char *name, struct sbx_guest **out,
+                          struct sbx_diag *diag)
+{
+    if (len > SBX_MAX_GUEST_FILE)
+        return sbx_fail(diag, SBX_E_LIMIT, "%s: %zu bytes, larger than the %u-byte limit", name,
+                        len, SBX_MAX_GUEST_FILE);
+    uint8_t *file = malloc(len ? len : 1);
+    if (!file)
+        return sbx_fail(diag, SBX_E_NOMEM, "%s: out of memory", name);
+    memcpy(file, buf, len);
+    return guest_from_file(name, file, len, out, diag);
 }
 
 int sbx_guest_check_version(const struct sbx_guest *g, const struct sbx_load_opts *opts,

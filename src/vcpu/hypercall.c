@@ -125,7 +125,9 @@ static int32_t result_to_guest(struct sbx_sandbox *s, const struct sbx_value *r,
     case SBX_T_BYTES:
         if (r->u.buf.len > SBX_XCHG_DATA_SIZE - s->xchg_data_used)
             return SBX_E_LIMIT;
-        memcpy(sbx_xchg(&s->vm)->data + s->xchg_data_used, r->u.buf.ptr, r->u.buf.len);
+        /* memmove: a host function may answer with bytes of its argument,
+         * which can lie in the exchange area itself (found by fuzz_hypercall) */
+        memmove(sbx_xchg(&s->vm)->data + s->xchg_data_used, r->u.buf.ptr, r->u.buf.len);
         out->u.buf.gpa = SBX_XCHG_DATA_GPA + s->xchg_data_used;
         out->u.buf.len = r->u.buf.len;
         s->xchg_data_used += (uint32_t)r->u.buf.len;

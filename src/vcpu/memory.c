@@ -20,3 +20,13 @@ void sbx_mem_load_segments(struct sbx_vm *vm, const struct sbx_guest *g)
         memset(dst + seg->filesz, 0, seg->memsz - seg->filesz);
     }
 }
+
+void sbx_mem_prepare(struct sbx_vm *vm, const struct sbx_guest *g)
+{
+    sbx_mem_load_segments(vm, g);
+    sbx_x86_build_tables(vm, g);
+    struct sbx_xchg *x = sbx_xchg(vm);
+    x->magic = SBX_XCHG_MAGIC;
+    x->abi = SBX_ABI_VERSION;
+    x->mem_size = vm->mem_size;
+}

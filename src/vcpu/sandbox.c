@@ -79,12 +79,7 @@ static int resolve_config(const struct sbx_config *in, struct sbx_config *out,
 
 static int boot(struct sbx_sandbox *s, const struct sbx_guest *g, struct sbx_diag *diag)
 {
-    sbx_mem_load_segments(&s->vm, g);
-    sbx_x86_build_tables(&s->vm, g);
-    struct sbx_xchg *x = sbx_xchg(&s->vm);
-    x->magic = SBX_XCHG_MAGIC;
-    x->abi = SBX_ABI_VERSION;
-    x->mem_size = s->vm.mem_size;
+    sbx_mem_prepare(&s->vm, g);
     s->guest_has_note = sbx_guest_note(g, &s->guest_version) != SBX_NOTE_NONE;
     s->guest_hash = g->hash;
     int rc = sbx_x86_set_initial_state(&s->vm, g->entry, diag);

@@ -99,6 +99,9 @@ int sbx_vm_ioctl_fail(struct sbx_diag *diag, const char *what);
 /* Host pointer to guest range [gpa, gpa + len), or NULL if any of it lies outside memory. */
 void *sbx_mem_at(const struct sbx_vm *vm, uint64_t gpa, uint64_t len);
 void sbx_mem_load_segments(struct sbx_vm *vm, const struct sbx_guest *g);
+/* The memory a guest starts from: its segments, page tables, GDT, IDT and the
+ * exchange-area header. Needs no KVM: vm->mem may be any zeroed buffer. */
+void sbx_mem_prepare(struct sbx_vm *vm, const struct sbx_guest *g);
 static inline struct sbx_xchg *sbx_xchg(const struct sbx_vm *vm)
 {
     return (struct sbx_xchg *)(vm->mem + SBX_LAYOUT_XCHG);
