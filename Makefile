@@ -29,7 +29,8 @@ GUESTS      := $(BUILD)/guests/demo.elf $(BUILD)/guests/hostile.elf $(BUILD)/gue
                $(BUILD)/guests/bench.elf
 
 TESTS_NATIVE := $(BUILD)/tests/test_loader $(BUILD)/tests/test_snapshot
-TESTS_KVM    := $(BUILD)/tests/test_kvm $(BUILD)/tests/test_template
+TESTS_KVM    := $(BUILD)/tests/test_kvm $(BUILD)/tests/test_template $(BUILD)/tests/test_crash
+CRASH_SHIM   := $(BUILD)/tests/crashshim.so
 DEPS_STAMP   := $(BUILD)/.deps-build
 
 FUZZ_TARGETS := fuzz_elf fuzz_note fuzz_snap_header fuzz_snap_chunks fuzz_hypercall
@@ -104,7 +105,12 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(SAN_OBJS) $(HEADERS)
 	@mkdir -p $(@D)
 	$(CC) $(HOST_CFLAGS) $(SAN) -Itests -o $@ $< $(SAN_OBJS) $(LIBS) -lcmocka
 
-check: all $(TESTS_NATIVE) $(TESTS_KVM) fuzz-replay
+# Fault injection for the crash-safety test, preloaded into the plain CLI.
+$(CRASH_SHIM): tests/crashshim.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -O2 -shared -fPIC -o $@ $< -ldl
+
+check: all $(TESTS_NATIVE) $(TESTS_KVM) $(CRASH_SHIM) fuzz-replay
 	@for t in $(TESTS_NATIVE); do echo "== $$t"; SBX_BUILD=$(BUILD) $$t || exit 1; done
 	@for t in $(TESTS_KVM); do echo "== $$t"; sh tests/run-kvm.sh $$t $(BUILD) || exit 1; done
 

@@ -8,7 +8,8 @@ build=${2:-build}
 here=$(cd "$(dirname "$0")" && pwd)
 if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
     echo "run-kvm: /dev/kvm is here; running $test natively"
-    exec "$test" "$build/guests" "$build/snapbox"
+    exec "$test" "$build/guests" "$build/snapbox" "$(realpath "$build/tests/crashshim.so")"
 fi
 echo "run-kvm: no usable /dev/kvm; running $test inside the KVM test VM (tests/kvm-vm.sh)"
-KVMVM_FILES="$build/guests $build/snapbox" exec "$here/kvm-vm.sh" "$test" guests ./snapbox
+KVMVM_FILES="$build/guests $build/snapbox $build/tests/crashshim.so" \
+    exec "$here/kvm-vm.sh" "$test" guests ./snapbox ./crashshim.so

@@ -87,11 +87,12 @@ int sbx_snapshot_write(const struct sbx_snapshot *snap, const char *path, struct
         named = true;
         rc = write_durably(snap, fd, path, diag);
     }
-    if (close(fd) < 0 && rc == 0)
-        rc = sbx_fail(diag, SBX_E_IO, "%s: writing failed: %s", path, strerror(errno));
+    /* Renamed before the close, so a kill between naming and renaming has
+     * one step to land in. The data is already fsync'd: close cannot lose it. */
     if (rc == 0 && rename(tmp, path) < 0)
         rc = sbx_fail(diag, SBX_E_IO, "%s: cannot put the snapshot in place: %s", path,
                       strerror(errno));
+    close(fd);
     if (rc == 0)
         sync_dir_of(path);
     else if (named)
