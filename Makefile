@@ -15,6 +15,8 @@ LIB_SRCS  := $(wildcard src/common/*.c src/loader/*.c src/vcpu/*.c src/snapshot/
 CLI_SRCS  := $(wildcard src/cli/*.c)
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 SAN_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/san/%.o)
+TSAN      := -fsanitize=thread -fno-omit-frame-pointer
+TSAN_OBJS := $(LIB_SRCS:%.c=$(BUILD)/tsan/%.o)
 CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 HEADERS   := $(wildcard include/*.h src/*.h src/*/*.h) $(GEN)/sbx_version.h
 
@@ -64,6 +66,10 @@ $(BUILD)/san/%.o: %.c $(HEADERS) | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(HOST_CFLAGS) $(SAN) -c $< -o $@
 
+$(BUILD)/tsan/%.o: %.c $(HEADERS) | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(HOST_CFLAGS) $(TSAN) -c $< -o $@
+
 $(BUILD)/libsnapbox.a: $(LIB_OBJS)
 	rm -f $@ && ar rcs $@ $^
 
@@ -105,14 +111,21 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(SAN_OBJS) $(HEADERS)
 	@mkdir -p $(@D)
 	$(CC) $(HOST_CFLAGS) $(SAN) -Itests -o $@ $< $(SAN_OBJS) $(LIBS) -lcmocka
 
+# The concurrency suite (many threads restoring, calling and resetting from
+# one template) again under ThreadSanitizer; any report fails it.
+TEST_TSAN := $(BUILD)/tsan/tests/test_template
+$(TEST_TSAN): tests/test_template.c tests/testutil.h $(TSAN_OBJS) $(HEADERS)
+	@mkdir -p $(@D)
+	$(CC) $(HOST_CFLAGS) $(TSAN) -Itests -o $@ $< $(TSAN_OBJS) $(LIBS) -lcmocka
+
 # Fault injection for the crash-safety test, preloaded into the plain CLI.
 $(CRASH_SHIM): tests/crashshim.c
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -O2 -shared -fPIC -o $@ $< -ldl
 
-check: all $(TESTS_NATIVE) $(TESTS_KVM) $(CRASH_SHIM) fuzz-replay
+check: all $(TESTS_NATIVE) $(TESTS_KVM) $(TEST_TSAN) $(CRASH_SHIM) fuzz-replay
 	@for t in $(TESTS_NATIVE); do echo "== $$t"; SBX_BUILD=$(BUILD) $$t || exit 1; done
-	@for t in $(TESTS_KVM); do echo "== $$t"; sh tests/run-kvm.sh $$t $(BUILD) || exit 1; done
+	@for t in $(TESTS_KVM) $(TEST_TSAN); do echo "== $$t"; sh tests/run-kvm.sh $$t $(BUILD) || exit 1; done
 
 demo: all
 	sh scripts/demo.sh $(BUILD)
