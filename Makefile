@@ -43,7 +43,7 @@ FUZZ_CC      ?= clang
 FUZZ_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/fuzzobj/%.o)
 FUZZ_SEEDS   := $(BUILD)/fuzz/seeds/.stamp
 
-.PHONY: all check demo bench fuzz fuzz-replay clean deps
+.PHONY: all check check-valgrind demo bench fuzz fuzz-replay clean deps
 .SECONDARY:
 all: $(BUILD)/snapbox $(BUILD)/libsnapbox.a $(BUILD)/libsnapbox.so $(GUESTS)
 
@@ -126,6 +126,14 @@ $(CRASH_SHIM): tests/crashshim.c
 check: all $(TESTS_NATIVE) $(TESTS_KVM) $(TEST_TSAN) $(CRASH_SHIM) fuzz-replay
 	@for t in $(TESTS_NATIVE); do echo "== $$t"; SBX_BUILD=$(BUILD) $$t || exit 1; done
 	@for t in $(TESTS_KVM) $(TEST_TSAN); do echo "== $$t"; sh tests/run-kvm.sh $$t $(BUILD) || exit 1; done
+
+# The CLI's paths under valgrind's memcheck: no error, no leak. KVM paths run
+# natively or inside the KVM test VM.
+check-valgrind: all $(FUZZ_SEEDS)
+	sh scripts/deps.sh valgrind
+	SEED_SNAPSHOT=$(BUILD)/fuzz/seeds/fuzz_snap_header/demo.elf-lz4.snap \
+	    sh tests/valgrind-cli.sh $(BUILD)/snapbox $(BUILD)/guests $(BUILD)/valgrind-tmp
+	sh tests/valgrind-kvm.sh $(BUILD)
 
 demo: all
 	sh scripts/demo.sh $(BUILD)

@@ -13,7 +13,7 @@ build_pkgs="gcc make binutils libelf-dev liblz4-dev libxxhash-dev libcmocka-dev"
 vm_pkgs="qemu-system-x86 busybox-static cpio gzip"
 bench_pkgs="lz4"
 fuzz_pkgs="clang"
-valgrind_pkgs="valgrind"
+valgrind_pkgs="valgrind libc6-dbg"
 case "$what" in
     build) pkgs=$build_pkgs ;;
     vm) pkgs=$vm_pkgs ;;
