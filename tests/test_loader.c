@@ -365,6 +365,10 @@ static void test_bad_segments(void **state)
     c = demo_copy();
     ehdr(&c)->e_shoff = UINT64_MAX - 100;
     expect_reject(&c, "shoff.elf", SBX_E_ELF, "section header table");
+
+    c = demo_copy(); /* libelf would hand out a misaligned table (found by fuzz_elf) */
+    ehdr(&c)->e_phoff += 4;
+    expect_reject(&c, "phoff-misaligned.elf", SBX_E_ELF, "not 8-byte aligned");
 }
 
 static void test_not_a_file(void **state)

@@ -96,23 +96,20 @@ static int check_ehdr(const struct sbx_guest *g, const Elf64_Ehdr *eh, struct sb
     if (eh->e_phentsize != sizeof(Elf64_Phdr))
         return sbx_fail(diag, SBX_E_ELF, "%s: e_phentsize is %u, expected %zu", g->path,
                         eh->e_phentsize, sizeof(Elf64_Phdr));
-    /* libelf hands out pointers into the file for a native-order ELF: the
-     * tables must be aligned as the ELF specification requires. */
-    if (eh->e_phoff % 8 || eh->e_shoff % 8)
-        return sbx_fail(diag, SBX_E_ELF, "%s: e_phoff 0x%llx or e_shoff 0x%llx is not 8-byte "
-                        "aligned", g->path, (unsigned long long)eh->e_phoff,
-                        (unsigned long long)eh->e_shoff);
-    if (!in_file(eh->e_phoff, (uint64_t)eh->e_phnum * sizeof(Elf64_Phdr), g->file_size))
+    /* libelf hands out pointers into the file for a native-order ELF, so the
+     * tables must also be aligned as the ELF specification requires. */
+    if (eh->e_phoff % 8 ||
+        !in_file(eh->e_phoff, (uint64_t)eh->e_phnum * sizeof(Elf64_Phdr), g->file_size))
         return sbx_fail(diag, SBX_E_ELF,
-                        "%s: program header table (e_phoff 0x%llx, %u entries) runs past the end "
-                        "of the file (%zu bytes)",
+                        "%s: program header table (e_phoff 0x%llx, %u entries) is not 8-byte "
+                        "aligned or runs past the end of the file (%zu bytes)",
                         g->path, (unsigned long long)eh->e_phoff, eh->e_phnum, g->file_size);
     if (eh->e_shoff != 0 &&
-        (eh->e_shentsize != sizeof(Elf64_Shdr) ||
+        (eh->e_shoff % 8 || eh->e_shentsize != sizeof(Elf64_Shdr) ||
          !in_file(eh->e_shoff, (uint64_t)eh->e_shnum * sizeof(Elf64_Shdr), g->file_size)))
         return sbx_fail(diag, SBX_E_ELF,
-                        "%s: section header table (e_shoff 0x%llx, %u entries of %u bytes) runs "
-                        "past the end of the file (%zu bytes)",
+                        "%s: section header table (e_shoff 0x%llx, %u entries of %u bytes) is "
+                        "not 8-byte aligned or runs past the end of the file (%zu bytes)",
                         g->path, (unsigned long long)eh->e_shoff, eh->e_shnum, eh->e_shentsize,
                         g->file_size);
     return 0;
