@@ -13,6 +13,9 @@ for call in "add 2 3" "fmul 1.5 4" "upper hello" "reverse 0a0b0c" "counter" "cal
     ./snapbox call demo.snap $call --time 2>demo.time || { echo "failed"; cat demo.time; exit 1; }
 done
 sed 's/^snapbox: /   last call: /' demo.time
+echo "-- snapbox call demo.snap counter --requests 3 (a template, one pooled sandbox, reset after each request)"
+./snapbox call demo.snap counter --requests 3 --time 2>demo.time || { cat demo.time; exit 1; }
+sed 's/^snapbox: /   /' demo.time
 printf 'snapbox run guests/hostile.elf %-13s => ' "null_read"
 ./snapbox run guests/hostile.elf null_read 2>&1
 echo "(exit code $?: a guest fault is reported, never a host crash)"

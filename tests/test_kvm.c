@@ -601,6 +601,14 @@ static void test_cli_create_info_call(void **state)
     out[n] = '\0';
     assert_int_equal(pclose(p), 0);
     assert_string_equal(out, "5\n");
+    /* served from a template with a reset after each request: the counter
+     * starts from the snapshot every time */
+    snprintf(cmd, sizeof cmd, "%s call '%s' counter --requests 3 2>/dev/null", cli_path, path);
+    p = popen(cmd, "r");
+    n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    assert_int_equal(pclose(p), 0);
+    assert_string_equal(out, "1\n1\n1\n");
 }
 
 int main(int argc, char **argv)
