@@ -3,6 +3,9 @@
 # machine has no /dev/kvm); `make demo` shows the main job.
 
 CC        ?= gcc
+# Quiet by default; `make V=1` shows every command.
+V         ?= 0
+Q         := $(if $(filter 1,$(V)),,@)
 BUILD     ?= build
 GEN       := $(BUILD)/gen
 SAN       := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -60,68 +63,84 @@ $(GEN)/sbx_version.h: VERSION scripts/gen-version.sh
 
 $(BUILD)/obj/%.o: %.c $(HEADERS) | $(DEPS_STAMP)
 	@mkdir -p $(@D)
-	$(CC) $(HOST_CFLAGS) -fPIC -c $< -o $@
+	@echo "  CC     $@"
+	$(Q)$(CC) $(HOST_CFLAGS) -fPIC -c $< -o $@
 
 $(BUILD)/san/%.o: %.c $(HEADERS) | $(DEPS_STAMP)
 	@mkdir -p $(@D)
-	$(CC) $(HOST_CFLAGS) $(SAN) -c $< -o $@
+	@echo "  CC     $@"
+	$(Q)$(CC) $(HOST_CFLAGS) $(SAN) -c $< -o $@
 
 $(BUILD)/tsan/%.o: %.c $(HEADERS) | $(DEPS_STAMP)
 	@mkdir -p $(@D)
-	$(CC) $(HOST_CFLAGS) $(TSAN) -c $< -o $@
+	@echo "  CC     $@"
+	$(Q)$(CC) $(HOST_CFLAGS) $(TSAN) -c $< -o $@
 
 $(BUILD)/libsnapbox.a: $(LIB_OBJS)
-	rm -f $@ && ar rcs $@ $^
+	@echo "  AR     $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/libsnapbox.so: $(LIB_OBJS)
-	$(CC) -shared -o $@ $^ $(LIBS)
+	@echo "  CC     $@"
+	$(Q)$(CC) -shared -o $@ $^ $(LIBS)
 
 $(BUILD)/snapbox: $(CLI_OBJS) $(BUILD)/libsnapbox.a
-	$(CC) -o $@ $(CLI_OBJS) $(BUILD)/libsnapbox.a $(LIBS)
+	@echo "  CC     $@"
+	$(Q)$(CC) -o $@ $(CLI_OBJS) $(BUILD)/libsnapbox.a $(LIBS)
 
 $(BUILD)/guest-lib/%.o: guest/lib/%.c $(HEADERS) guest/lib/sbx_guest.h | $(DEPS_STAMP)
 	@mkdir -p $(@D)
-	$(CC) $(GUEST_CFLAGS) -c $< -o $@
+	@echo "  CC     $@"
+	$(Q)$(CC) $(GUEST_CFLAGS) -c $< -o $@
 
 $(BUILD)/guest-lib/%.o: guest/lib/%.S $(HEADERS) | $(DEPS_STAMP)
 	@mkdir -p $(@D)
-	$(CC) $(GUEST_CFLAGS) -c $< -o $@
+	@echo "  CC     $@"
+	$(Q)$(CC) $(GUEST_CFLAGS) -c $< -o $@
 
 $(BUILD)/guests/%.o: guest/%.c $(HEADERS) guest/lib/sbx_guest.h | $(DEPS_STAMP)
 	@mkdir -p $(@D)
-	$(CC) $(GUEST_CFLAGS) -c $< -o $@
+	@echo "  CC     $@"
+	$(Q)$(CC) $(GUEST_CFLAGS) -c $< -o $@
 
 $(BUILD)/guests/demo.elf: $(BUILD)/guests/demo/demo.o $(GUEST_LIB) guest/guest.ld
-	$(CC) $(GUEST_LDFLAGS) -o $@ $(GUEST_LIB) $<
+	@echo "  CC     $@"
+	$(Q)$(CC) $(GUEST_LDFLAGS) -o $@ $(GUEST_LIB) $<
 
 $(BUILD)/guests/hostile.elf: $(BUILD)/guests/hostile/hostile.o $(GUEST_LIB) guest/guest.ld
-	$(CC) $(GUEST_LDFLAGS) -o $@ $(GUEST_LIB) $<
+	@echo "  CC     $@"
+	$(Q)$(CC) $(GUEST_LDFLAGS) -o $@ $(GUEST_LIB) $<
 
 $(BUILD)/guests/bench/bench.o: guest/bench/content.h
 $(BUILD)/guests/bench.elf: $(BUILD)/guests/bench/bench.o $(GUEST_LIB) guest/guest.ld
-	$(CC) $(GUEST_LDFLAGS) -o $@ $(GUEST_LIB) $<
+	@echo "  CC     $@"
+	$(Q)$(CC) $(GUEST_LDFLAGS) -o $@ $(GUEST_LIB) $<
 
 # A guest without the guest library and without a version note.
 $(BUILD)/guests/plain.elf: guest/plain/plain.S $(HEADERS) guest/guest.ld | $(DEPS_STAMP)
 	@mkdir -p $(@D)
-	$(CC) $(GUEST_CFLAGS) $(GUEST_LDFLAGS) -o $@ $<
+	@echo "  CC     $@"
+	$(Q)$(CC) $(GUEST_CFLAGS) $(GUEST_LDFLAGS) -o $@ $<
 
 # Tests run against the library built with ASan and UBSan.
 $(BUILD)/tests/%: tests/%.c tests/testutil.h $(SAN_OBJS) $(HEADERS)
 	@mkdir -p $(@D)
-	$(CC) $(HOST_CFLAGS) $(SAN) -Itests -o $@ $< $(SAN_OBJS) $(LIBS) -lcmocka
+	@echo "  CC     $@"
+	$(Q)$(CC) $(HOST_CFLAGS) $(SAN) -Itests -o $@ $< $(SAN_OBJS) $(LIBS) -lcmocka
 
 # The concurrency suite (many threads restoring, calling and resetting from
 # one template) again under ThreadSanitizer; any report fails it.
 TEST_TSAN := $(BUILD)/tsan/tests/test_template
 $(TEST_TSAN): tests/test_template.c tests/testutil.h $(TSAN_OBJS) $(HEADERS)
 	@mkdir -p $(@D)
-	$(CC) $(HOST_CFLAGS) $(TSAN) -Itests -o $@ $< $(TSAN_OBJS) $(LIBS) -lcmocka
+	@echo "  CC     $@"
+	$(Q)$(CC) $(HOST_CFLAGS) $(TSAN) -Itests -o $@ $< $(TSAN_OBJS) $(LIBS) -lcmocka
 
 # Fault injection for the crash-safety test, preloaded into the plain CLI.
 $(CRASH_SHIM): tests/crashshim.c
 	@mkdir -p $(@D)
-	$(CC) $(WARN) -O2 -shared -fPIC -o $@ $< -ldl
+	@echo "  CC     $@"
+	$(Q)$(CC) $(WARN) -O2 -shared -fPIC -o $@ $< -ldl
 
 check: all $(TESTS_NATIVE) $(TESTS_KVM) $(TEST_TSAN) $(CRASH_SHIM) fuzz-replay
 	@for t in $(TESTS_NATIVE); do echo "== $$t"; SBX_BUILD=$(BUILD) $$t || exit 1; done
@@ -141,14 +160,16 @@ demo: all
 # ---- fuzzing: libFuzzer builds (clang) and gcc replay builds of each target ----
 $(BUILD)/fuzz/seed: tests/fuzz/seed.c $(SAN_OBJS) $(HEADERS)
 	@mkdir -p $(@D)
-	$(CC) $(HOST_CFLAGS) $(SAN) -o $@ $< $(SAN_OBJS) $(LIBS)
+	@echo "  CC     $@"
+	$(Q)$(CC) $(HOST_CFLAGS) $(SAN) -o $@ $< $(SAN_OBJS) $(LIBS)
 
 $(FUZZ_SEEDS): $(BUILD)/fuzz/seed $(GUESTS)
 	rm -rf $(@D) && $(BUILD)/fuzz/seed $(BUILD)/guests $(@D) && touch $@
 
 $(BUILD)/fuzz/replay_%: tests/fuzz/%.c tests/fuzz/replay.c tests/fuzz/snapfix.h $(SAN_OBJS) $(HEADERS)
 	@mkdir -p $(@D)
-	$(CC) $(HOST_CFLAGS) $(SAN) -o $@ $< tests/fuzz/replay.c $(SAN_OBJS) $(LIBS)
+	@echo "  CC     $@"
+	$(Q)$(CC) $(HOST_CFLAGS) $(SAN) -o $@ $< tests/fuzz/replay.c $(SAN_OBJS) $(LIBS)
 
 # Every seed and every regression input, replayed under ASan and UBSan.
 fuzz-replay: $(FUZZ_REPLAY) $(FUZZ_SEEDS)
@@ -162,12 +183,14 @@ $(BUILD)/.deps-fuzz: scripts/deps.sh
 
 $(BUILD)/fuzzobj/%.o: %.c $(HEADERS) | $(BUILD)/.deps-fuzz $(DEPS_STAMP)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(HOST_CFLAGS) -O1 -fsanitize=fuzzer-no-link,address,undefined \
+	@echo "  CLANG  $@"
+	$(Q)$(FUZZ_CC) $(HOST_CFLAGS) -O1 -fsanitize=fuzzer-no-link,address,undefined \
 	    -fno-sanitize-recover=all -c $< -o $@
 
 $(BUILD)/fuzz/bin/%: tests/fuzz/%.c tests/fuzz/snapfix.h $(FUZZ_OBJS)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(HOST_CFLAGS) -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	@echo "  CLANG  $@"
+	$(Q)$(FUZZ_CC) $(HOST_CFLAGS) -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	    -o $@ $< $(FUZZ_OBJS) $(LIBS)
 
 # Each target for FUZZ_SECONDS (default 60), then its whole corpus replayed.
@@ -178,7 +201,8 @@ fuzz: $(FUZZ_BINS) $(FUZZ_REPLAY) $(FUZZ_SEEDS)
 BENCH_SRCS := $(wildcard bench/*.c)
 $(BUILD)/bench/bench: $(BENCH_SRCS) bench/bench.h guest/bench/content.h $(LIB_OBJS) $(HEADERS)
 	@mkdir -p $(@D)
-	$(CC) $(HOST_CFLAGS) -o $@ $(BENCH_SRCS) $(LIB_OBJS) $(LIBS)
+	@echo "  CC     $@"
+	$(Q)$(CC) $(HOST_CFLAGS) -o $@ $(BENCH_SRCS) $(LIB_OBJS) $(LIBS)
 
 bench: all $(BUILD)/bench/bench
 	sh scripts/bench.sh $(BUILD)

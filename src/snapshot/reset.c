@@ -9,7 +9,7 @@
 static int get_vm(struct sbx_sandbox *s, const struct sbx_template *t, struct sbx_pool *pool,
                   struct sbx_diag *diag)
 {
-    bool cow = s->mem_mode == SBX_MEM_COW;
+    bool cow = s->cfg.mem_mode == SBX_MEM_COW;
     if (pool && sbx_pool_take(pool, t->mem_size, &s->vm))
         return cow ? sbx_vm_map_cow(&s->vm, t->memfd, diag) : 0;
     struct sbx_vm_opts o = { .memfd = cow ? t->memfd : -1, .dirty_log = true };
@@ -40,11 +40,10 @@ int sbx_sandbox_from_template(const struct sbx_template *t, const struct sbx_con
     if (rc)
         return rc;
     s->tpl = t;
-    s->mem_mode = s->cfg.mem_mode;
     rc = get_vm(s, t, pool, diag);
     if (rc || (rc = check_cpu_once(t, &s->vm, diag)))
         goto err;
-    if (s->mem_mode == SBX_MEM_COPY) /* the VM's memory is all zero until now */
+    if (s->cfg.mem_mode == SBX_MEM_COPY) /* the VM's memory is all zero until now */
         for (uint32_t r = 0; r < t->nruns; r++)
             memcpy(s->vm.mem + t->runs[r].gpa, t->mem + t->runs[r].gpa, t->runs[r].len);
     rc = sbx_snap_apply_header(s, t->hdr, diag);
@@ -104,7 +103,7 @@ static int restore_dirty(struct sbx_sandbox *s, struct sbx_diag *diag)
         while (end < pages && ((bits[end / 64] >> (end % 64)) & 1))
             end++;
         int rc = 0;
-        if (s->mem_mode == SBX_MEM_COW)
+        if (s->cfg.mem_mode == SBX_MEM_COW)
             rc = drop_private(s, p, end - p, diag);
         else
             copy_back(s, p, end - p);
@@ -125,13 +124,16 @@ int sbx_sandbox_reset(struct sbx_sandbox *s, struct sbx_diag *diag)
     /* Finish the guest's last OUT now, so it cannot complete after the new state is set. */
     int rc = sbx_vcpu_finish_io(&s->vm, diag);
     if (rc || (rc = sbx_vm_get_dirty(&s->vm, diag)))
-        return rc;
+        goto fail;
     mark_host_writes(s);
     rc = restore_dirty(s, diag);
     if (rc || (rc = sbx_snap_apply_header(s, s->tpl->hdr, diag)))
-        return rc;
+        goto fail;
     s->poisoned = false;
     s->xchg_data_used = 0;
     s->xchg_dirty_hi = 0;
     return 0;
+fail:
+    s->poisoned = true; /* half reset: no call until a reset succeeds */
+    return rc;
 }

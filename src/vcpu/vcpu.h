@@ -48,7 +48,6 @@ struct sbx_sandbox {
     uint32_t log_count;      /* guest log messages in this call, passed or dropped */
     uint32_t xchg_dirty_hi;  /* most xchg.data bytes the host wrote since restore or reset */
     const struct sbx_template *tpl; /* set when restored from a template: reset goes back to it */
-    enum sbx_mem_mode mem_mode;
     uint8_t *result;         /* STR/BYTES results of the last call */
     size_t result_cap;
     /* what a snapshot records about the guest */
