@@ -142,9 +142,13 @@ static int map_memory(struct sbx_vm *vm, uint64_t mem_size, const struct sbx_vm_
                         (unsigned long long)mem_size, strerror(errno));
     vm->mem = mem;
     vm->mem_size = mem_size;
-    if (o->prefault && madvise(mem, mem_size, MADV_POPULATE_WRITE) < 0)
+    if (!o->prefault || madvise(mem, mem_size, MADV_POPULATE_WRITE) == 0)
+        return 0;
+    if (errno != EINVAL) /* EINVAL: a kernel before 5.14; touch every page instead */
         return sbx_fail(diag, SBX_E_NOMEM, "cannot fault in %llu bytes of guest memory: %s",
                         (unsigned long long)mem_size, strerror(errno));
+    for (uint64_t off = 0; off < mem_size; off += SBX_PAGE_SIZE)
+        ((volatile uint8_t *)mem)[off] = 0;
     return 0;
 }
 
