@@ -12,7 +12,7 @@ what=${1:-all}
 build_pkgs="gcc make binutils libelf-dev liblz4-dev libxxhash-dev libcmocka-dev"
 vm_pkgs="qemu-system-x86 busybox-static cpio gzip"
 bench_pkgs="lz4"
-fuzz_pkgs="clang"
+fuzz_pkgs="clang libclang-rt-dev"   # libFuzzer and the sanitizer runtimes are only recommended by clang
 valgrind_pkgs="valgrind libc6-dbg"
 case "$what" in
     build) pkgs=$build_pkgs ;;
