@@ -1,6 +1,9 @@
 /* test_snapshot.c - snapshot files as untrusted input, without KVM: a snapshot
  * is encoded by the library's own encoder from a synthetic machine image, then
  * written, mutated, truncated and read back. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -102,6 +105,42 @@ static void test_round_trip_through_file(void **state)
         sbx_snapshot_free(back);
         sbx_snapshot_free(snap);
     }
+}
+
+/* A template holds exactly the snapshot's memory, in a memfd nobody can
+ * change; a corrupt file never becomes one. No KVM is needed for this. */
+static void test_template_is_sealed_copy(void **state)
+{
+    (void)state;
+    const char *path = write_snapshot("tpl.snap");
+    struct sbx_template *t = NULL;
+    struct sbx_diag d = { 0 };
+    assert_int_equal(sbx_template_open(path, NULL, &t, &d), 0);
+    assert_int_equal(sbx_template_mem_size(t), MEM);
+    assert_string_equal((const char *)t->mem + SBX_LAYOUT_IMAGE + SBX_PAGE_SIZE, "page 1 of the guest");
+    static const uint8_t zero[SBX_PAGE_SIZE];
+    assert_memory_equal(t->mem + SBX_LAYOUT_IMAGE + 5 * SBX_PAGE_SIZE, zero, SBX_PAGE_SIZE);
+    assert_int_equal(t->nruns, 2);
+    assert_true(sbx_template_page_stored(t, SBX_LAYOUT_HEAP / SBX_PAGE_SIZE));
+    assert_false(sbx_template_page_stored(t, SBX_LAYOUT_HEAP / SBX_PAGE_SIZE + 1));
+    int seals = fcntl(t->memfd, F_GET_SEALS);
+    assert_true((seals & (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)) ==
+                (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL));
+    assert_true(mmap(NULL, MEM, PROT_READ | PROT_WRITE, MAP_SHARED, t->memfd, 0) == MAP_FAILED);
+    assert_int_equal(errno, EPERM);
+    assert_true(pwrite(t->memfd, "x", 1, 0) < 0);
+    assert_true(ftruncate(t->memfd, 0) < 0);
+    sbx_template_free(t);
+
+    size_t len;
+    uint8_t *buf = tu_read(path, &len);
+    buf[len - 1] ^= 0x40; /* last chunk byte */
+    const char *bad = tu_path("tpl-corrupt.snap");
+    tu_write(bad, buf, len);
+    assert_int_equal(sbx_template_open(bad, NULL, &t, &d), SBX_E_SNAP_CORRUPT);
+    tu_assert_contains(d.msg, bad);
+    tu_assert_contains(d.msg, "checksum mismatch");
+    free(buf);
 }
 
 struct field_case {
@@ -404,6 +443,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_through_file),
         cmocka_unit_test(test_open_limits),
+        cmocka_unit_test(test_template_is_sealed_copy),
         cmocka_unit_test(test_header_fields_rejected),
         cmocka_unit_test(test_rejected_from_header_alone),
         cmocka_unit_test(test_every_header_byte_flipped),
