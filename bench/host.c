@@ -4,6 +4,8 @@
  * uncompressed memory file mapped MAP_PRIVATE. */
 #include <fcntl.h>
 #include <lz4.h>
+#include <signal.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -212,6 +214,32 @@ static double lz4_cli_size(const char *dir, const uint8_t *image, const struct s
     return n;
 }
 
+/* What each call pays for its deadline: arming and disarming the timer it
+ * keeps (src/vcpu/deadline.c), beside making and deleting one per call. */
+static void timer_once(void)
+{
+    timer_t tm;
+    struct sigevent sev = { .sigev_notify = SIGEV_NONE };
+    struct itimerspec its = { .it_value = { 1000, 0 } };
+    if (timer_create(CLOCK_MONOTONIC, &sev, &tm) == 0) {
+        timer_settime(tm, 0, &its, NULL);
+        timer_delete(tm);
+    }
+}
+
+static void deadline_timer(struct bench *b, int k)
+{
+    double t;
+    struct sbx_deadline dl = { 0 };
+    struct sbx_diag d = { 0 };
+    TIME_MEDIAN(t, if (sbx_deadline_arm(&dl, 1000, SIGRTMIN + 1, &d)) bench_die("%s", d.msg);
+                sbx_deadline_disarm(&dl));
+    sbx_deadline_free(&dl);
+    bench_set(b, "per-call deadline: arm + disarm the kept timer", "us", k, t);
+    TIME_MEDIAN(t, timer_once());
+    bench_set(b, "  ref: a timer made, armed and deleted per call", "us", k, t);
+}
+
 int bench_host(struct bench *b, const char *tmpdir)
 {
     for (int k = 0; k < BENCH_NSIZES; k++) {
@@ -231,6 +259,7 @@ int bench_host(struct bench *b, const char *tmpdir)
         phases_file(b, k, path, snap, dst);
         phases_template(b, k, path, image, dst);
         alternative_raw_file(b, k, tmpdir, image, size, snap);
+        deadline_timer(b, k);
         double lz4 = lz4_cli_size(tmpdir, image, snap);
         bench_set(b, "size: snapshot file", "bytes", k, (double)snap->size);
         bench_set(b, "size: non-zero pages, raw", "bytes", k,

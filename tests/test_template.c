@@ -199,6 +199,55 @@ static void test_pool_rejects_bad_size_and_skips_other_sizes(void **state)
     sbx_template_free(t);
 }
 
+/* The deadline timer a sandbox keeps signals the thread that calls it: called
+ * from a new thread, a spinning guest must still time out there. */
+struct spin_call {
+    struct sbx_sandbox *s;
+    int rc;
+};
+
+static void *spin_in_thread(void *arg)
+{
+    struct spin_call *c = arg;
+    struct sbx_diag d = { 0 };
+    c->rc = sbx_sandbox_call(c->s, "spin", NULL, 0, NULL, &d);
+    return NULL;
+}
+
+static void test_deadline_follows_the_calling_thread(void **state)
+{
+    (void)state;
+    char path[600];
+    snprintf(path, sizeof path, "%s/hostile.elf", guest_dir);
+    struct sbx_diag d = { 0 };
+    struct sbx_guest *g = NULL;
+    struct sbx_sandbox *s = NULL, *r = NULL;
+    struct sbx_snapshot *snap = NULL;
+    struct sbx_template *t = NULL;
+    struct sbx_config cfg = { .deadline_ms = 300 };
+    if (sbx_guest_load(path, NULL, &g, &d) || sbx_sandbox_create(g, &cfg, &s, &d) ||
+        sbx_snapshot_take(s, NULL, &snap, &d) || sbx_template_from_snapshot(snap, &t, &d) ||
+        sbx_sandbox_from_template(t, &cfg, NULL, &r, &d))
+        fail_msg("%s: %s", path, d.msg);
+    alarm(120); /* a deadline that never fires would hang here: fail instead */
+    struct spin_call c = { .s = r };
+    spin_in_thread(&c);
+    assert_int_equal(c.rc, SBX_E_TIMEOUT);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(sbx_sandbox_reset(r, &d), 0);
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, spin_in_thread, &c), 0);
+        pthread_join(th, NULL);
+        assert_int_equal(c.rc, SBX_E_TIMEOUT);
+    }
+    alarm(0);
+    sbx_sandbox_destroy(r);
+    sbx_sandbox_destroy(s);
+    sbx_template_free(t);
+    sbx_snapshot_free(snap);
+    sbx_guest_free(g);
+}
+
 /* ---- many sandboxes, several threads, one template ---- */
 
 #define THREADS 4
@@ -296,6 +345,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_default_mode_continues_from_template),
         cmocka_unit_test(test_reset_clears_poison),
         cmocka_unit_test(test_pool_rejects_bad_size_and_skips_other_sizes),
+        cmocka_unit_test(test_deadline_follows_the_calling_thread),
         cmocka_unit_test(test_many_sandboxes_in_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

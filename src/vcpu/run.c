@@ -1,4 +1,4 @@
-/* run.c - the vCPU run loop: exits, deadlines and CPU exceptions. */
+/* run.c - the vCPU run loop: exits, the deadline check and CPU exceptions. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -8,65 +8,6 @@
 #include <unistd.h>
 
 #include "vcpu.h"
-
-/* After the deadline the timer keeps firing at this period, so a signal that
- * lands while the thread is outside KVM_RUN is followed by another. */
-#define DEADLINE_REPEAT_NS 1000000L
-
-struct deadline {
-    timer_t timer;
-    bool armed;
-    struct timespec end;
-};
-
-static void deadline_noop(int sig) { (void)sig; }
-
-void sbx_install_deadline_handler(int signo)
-{
-    struct sigaction old;
-    if (sigaction(signo, NULL, &old) == 0 && old.sa_handler == SIG_DFL) {
-        struct sigaction sa = { .sa_handler = deadline_noop };
-        sigemptyset(&sa.sa_mask);
-        sigaction(signo, &sa, NULL);
-    }
-}
-
-static int deadline_arm(struct deadline *dl, uint32_t ms, int signo, struct sbx_diag *diag)
-{
-    clock_gettime(CLOCK_MONOTONIC, &dl->end);
-    dl->end.tv_sec += ms / 1000;
-    dl->end.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (dl->end.tv_nsec >= 1000000000L) {
-        dl->end.tv_sec++;
-        dl->end.tv_nsec -= 1000000000L;
-    }
-    struct sigevent sev = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = signo };
-    sev._sigev_un._tid = gettid();
-    if (timer_create(CLOCK_MONOTONIC, &sev, &dl->timer) < 0)
-        return sbx_fail(diag, SBX_E_KVM, "timer_create for the call deadline failed: %s",
-                        strerror(errno));
-    dl->armed = true;
-    struct itimerspec its = { .it_value = dl->end, .it_interval = { 0, DEADLINE_REPEAT_NS } };
-    if (timer_settime(dl->timer, TIMER_ABSTIME, &its, NULL) < 0)
-        return sbx_fail(diag, SBX_E_KVM, "timer_settime for the call deadline failed: %s",
-                        strerror(errno));
-    return 0;
-}
-
-static void deadline_disarm(struct deadline *dl)
-{
-    if (dl->armed)
-        timer_delete(dl->timer);
-    dl->armed = false;
-}
-
-static bool deadline_passed(const struct deadline *dl)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return now.tv_sec > dl->end.tv_sec ||
-           (now.tv_sec == dl->end.tv_sec && now.tv_nsec >= dl->end.tv_nsec);
-}
 
 static const char *vector_name(uint32_t v)
 {
@@ -159,11 +100,10 @@ static int handle_exit(struct sbx_sandbox *s, uint8_t until, struct sbx_diag *di
 
 int sbx_run(struct sbx_sandbox *s, uint8_t until, struct sbx_diag *diag)
 {
-    struct deadline dl = { .armed = false };
     s->log_count = 0;
-    int rc = deadline_arm(&dl, s->cfg.deadline_ms, s->cfg.deadline_signal, diag);
+    int rc = sbx_deadline_arm(&s->deadline, s->cfg.deadline_ms, s->cfg.deadline_signal, diag);
     while (rc == 0) {
-        if (deadline_passed(&dl)) {
+        if (sbx_deadline_passed(&s->deadline)) {
             rc = sbx_fail(diag, SBX_E_TIMEOUT, "guest call ran past its deadline of %u ms",
                           s->cfg.deadline_ms);
             break;
@@ -176,7 +116,7 @@ int sbx_run(struct sbx_sandbox *s, uint8_t until, struct sbx_diag *diag)
         }
         rc = handle_exit(s, until, diag);
     }
-    deadline_disarm(&dl);
+    sbx_deadline_disarm(&s->deadline);
     if (s->log_count > s->cfg.max_log_per_call)
         sbx_logf(s->cfg.log, s->cfg.log_ctx, SBX_LOG_WARN,
                  "guest logged %u messages in one call; %u over the limit of %u were dropped",

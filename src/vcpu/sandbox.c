@@ -314,6 +314,7 @@ void sbx_sandbox_destroy(struct sbx_sandbox *s)
 {
     if (!s)
         return;
+    sbx_deadline_free(&s->deadline);
     sbx_vm_destroy(&s->vm);
     free(s->host_fns);
     free(s->result);

@@ -3,6 +3,7 @@
 #define SBX_VCPU_H
 
 #include <linux/kvm.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -31,6 +32,20 @@ static inline size_t sbx_vm_dirty_words(const struct sbx_vm *vm)
     return (size_t)(vm->mem_size / SBX_PAGE_SIZE + 63) / 64;
 }
 
+/* Which thread a deadline timer signals: its id, and when it first used one
+ * (a later thread may get the same id). */
+struct sbx_thread_tag {
+    pid_t tid;
+    uint64_t born_ns;
+};
+
+struct sbx_deadline {
+    timer_t timer;
+    bool has_timer;
+    struct sbx_thread_tag owner;
+    struct timespec end;
+};
+
 struct sbx_func {
     char name[SBX_MAX_NAME + 1];
     uint8_t ret, nargs;
@@ -45,6 +60,7 @@ struct sbx_sandbox {
     size_t nfuncs;
     bool poisoned;
     uint32_t xchg_data_used; /* bytes of xchg.data holding this call's host-written data */
+    struct sbx_deadline deadline; /* the calling thread's timer, kept between calls */
     uint32_t log_count;      /* guest log messages in this call, passed or dropped */
     uint32_t xchg_dirty_hi;  /* most xchg.data bytes the host wrote since restore or reset */
     const struct sbx_template *tpl; /* set when restored from a template: reset goes back to it */
@@ -116,9 +132,14 @@ int sbx_vcpu_finish_io(struct sbx_vm *vm, struct sbx_diag *diag);
 int sbx_vcpu_save(struct sbx_vm *vm, struct sbx_vcpu_state *st, struct sbx_diag *diag);
 int sbx_vcpu_load(struct sbx_vm *vm, const struct sbx_vcpu_state *st, struct sbx_diag *diag);
 
-/* run.c: install the no-op handler that lets the deadline signal interrupt
- * KVM_RUN, unless the signal already has a handler. Once per sandbox. */
+/* deadline.c: install the no-op handler that lets the deadline signal
+ * interrupt KVM_RUN, unless the signal already has a handler. Once per sandbox. */
 void sbx_install_deadline_handler(int signo);
+/* deadline.c: arm for ms from now, signalling the calling thread with signo. */
+int sbx_deadline_arm(struct sbx_deadline *dl, uint32_t ms, int signo, struct sbx_diag *diag);
+void sbx_deadline_disarm(struct sbx_deadline *dl);
+bool sbx_deadline_passed(const struct sbx_deadline *dl);
+void sbx_deadline_free(struct sbx_deadline *dl);
 /* run.c: run the guest until it issues hypercall `until` (READY or RETURN). */
 int sbx_run(struct sbx_sandbox *s, uint8_t until, struct sbx_diag *diag);
 
