@@ -151,34 +151,53 @@ static void test_default_mode_continues_from_template(void **state)
     sbx_template_free(t);
 }
 
-static void test_reset_clears_poison(void **state)
+/* The hostile guest created cold (s), frozen into a template (t), and a
+ * sandbox restored from it (r): every stage a test may want. */
+struct hostile {
+    struct sbx_guest *g;
+    struct sbx_sandbox *s, *r;
+    struct sbx_snapshot *snap;
+    struct sbx_template *t;
+};
+
+static void hostile_open(struct hostile *h, const struct sbx_config *cfg)
 {
-    (void)state;
     char path[600];
     snprintf(path, sizeof path, "%s/hostile.elf", guest_dir);
     struct sbx_diag d = { 0 };
-    struct sbx_guest *g = NULL;
-    struct sbx_sandbox *s = NULL, *r = NULL;
-    struct sbx_snapshot *snap = NULL;
-    struct sbx_template *t = NULL;
-    if (sbx_guest_load(path, NULL, &g, &d) || sbx_sandbox_create(g, NULL, &s, &d) ||
-        sbx_snapshot_take(s, NULL, &snap, &d) || sbx_template_from_snapshot(snap, &t, &d) ||
-        sbx_sandbox_from_template(t, NULL, NULL, &r, &d))
+    *h = (struct hostile){ 0 };
+    if (sbx_guest_load(path, NULL, &h->g, &d) || sbx_sandbox_create(h->g, cfg, &h->s, &d) ||
+        sbx_snapshot_take(h->s, NULL, &h->snap, &d) ||
+        sbx_template_from_snapshot(h->snap, &h->t, &d) ||
+        sbx_sandbox_from_template(h->t, cfg, NULL, &h->r, &d))
         fail_msg("%s: %s", path, d.msg);
+}
+
+static void hostile_close(struct hostile *h)
+{
+    sbx_sandbox_destroy(h->r);
+    sbx_sandbox_destroy(h->s);
+    sbx_template_free(h->t);
+    sbx_snapshot_free(h->snap);
+    sbx_guest_free(h->g);
+}
+
+static void test_reset_clears_poison(void **state)
+{
+    (void)state;
+    struct hostile h;
+    hostile_open(&h, NULL);
+    struct sbx_diag d = { 0 };
     struct sbx_value code = { .type = SBX_T_I32, .u.i32 = 7 };
-    assert_int_equal(sbx_sandbox_call(r, "abort", &code, 1, NULL, &d), SBX_E_GUEST_ABORT);
-    assert_int_equal(sbx_sandbox_call(r, "abort", &code, 1, NULL, &d), SBX_E_POISONED);
-    assert_int_equal(sbx_sandbox_reset(r, &d), 0);
-    assert_int_equal(sbx_sandbox_call(r, "abort", &code, 1, NULL, &d), SBX_E_GUEST_ABORT);
+    assert_int_equal(sbx_sandbox_call(h.r, "abort", &code, 1, NULL, &d), SBX_E_GUEST_ABORT);
+    assert_int_equal(sbx_sandbox_call(h.r, "abort", &code, 1, NULL, &d), SBX_E_POISONED);
+    assert_int_equal(sbx_sandbox_reset(h.r, &d), 0);
+    assert_int_equal(sbx_sandbox_call(h.r, "abort", &code, 1, NULL, &d), SBX_E_GUEST_ABORT);
     assert_int_equal(d.abort_code, 7);
     /* a sandbox made without a template has nothing to reset to */
-    assert_int_equal(sbx_sandbox_reset(s, &d), SBX_E_INVAL);
+    assert_int_equal(sbx_sandbox_reset(h.s, &d), SBX_E_INVAL);
     tu_assert_contains(d.msg, "not made by sbx_sandbox_from_template");
-    sbx_sandbox_destroy(r);
-    sbx_sandbox_destroy(s);
-    sbx_template_free(t);
-    sbx_snapshot_free(snap);
-    sbx_guest_free(g);
+    hostile_close(&h);
 }
 
 static void test_pool_rejects_bad_size_and_skips_other_sizes(void **state)
@@ -217,35 +236,23 @@ static void *spin_in_thread(void *arg)
 static void test_deadline_follows_the_calling_thread(void **state)
 {
     (void)state;
-    char path[600];
-    snprintf(path, sizeof path, "%s/hostile.elf", guest_dir);
-    struct sbx_diag d = { 0 };
-    struct sbx_guest *g = NULL;
-    struct sbx_sandbox *s = NULL, *r = NULL;
-    struct sbx_snapshot *snap = NULL;
-    struct sbx_template *t = NULL;
     struct sbx_config cfg = { .deadline_ms = 300 };
-    if (sbx_guest_load(path, NULL, &g, &d) || sbx_sandbox_create(g, &cfg, &s, &d) ||
-        sbx_snapshot_take(s, NULL, &snap, &d) || sbx_template_from_snapshot(snap, &t, &d) ||
-        sbx_sandbox_from_template(t, &cfg, NULL, &r, &d))
-        fail_msg("%s: %s", path, d.msg);
+    struct hostile h;
+    hostile_open(&h, &cfg);
+    struct sbx_diag d = { 0 };
     alarm(120); /* a deadline that never fires would hang here: fail instead */
-    struct spin_call c = { .s = r };
+    struct spin_call c = { .s = h.r };
     spin_in_thread(&c);
     assert_int_equal(c.rc, SBX_E_TIMEOUT);
     for (int i = 0; i < 2; i++) {
-        assert_int_equal(sbx_sandbox_reset(r, &d), 0);
+        assert_int_equal(sbx_sandbox_reset(h.r, &d), 0);
         pthread_t th;
         assert_int_equal(pthread_create(&th, NULL, spin_in_thread, &c), 0);
         pthread_join(th, NULL);
         assert_int_equal(c.rc, SBX_E_TIMEOUT);
     }
     alarm(0);
-    sbx_sandbox_destroy(r);
-    sbx_sandbox_destroy(s);
-    sbx_template_free(t);
-    sbx_snapshot_free(snap);
-    sbx_guest_free(g);
+    hostile_close(&h);
 }
 
 /* ---- many sandboxes, several threads, one template ---- */
