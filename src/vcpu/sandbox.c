@@ -191,9 +191,25 @@ static int check_args(const struct sbx_func *f, const struct sbx_value *args, si
                     sbx_type_name(args[bad - 1].type), sbx_type_name(f->args[bad - 1]));
 }
 
-/* Encode the call's arguments into the exchange area; strings and bytes go to xchg.data. */
-static int write_args(struct sbx_sandbox *s, const struct sbx_value *args, size_t nargs,
-                      struct sbx_diag *diag)
+/* Checked before anything is written, so a refused call leaves no data in
+ * guest memory for a later request to find. */
+static int check_args_fit(const struct sbx_value *args, size_t nargs, struct sbx_diag *diag)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < nargs; i++) {
+        if (args[i].type != SBX_T_STR && args[i].type != SBX_T_BYTES)
+            continue;
+        if (args[i].u.buf.len > SBX_XCHG_DATA_SIZE - total)
+            return sbx_fail(diag, SBX_E_LIMIT, "string and bytes arguments exceed the %llu-byte "
+                            "exchange area", (unsigned long long)SBX_XCHG_DATA_SIZE);
+        total += args[i].u.buf.len;
+    }
+    return 0;
+}
+
+/* Encode the call's arguments into the exchange area; strings and bytes go to
+ * xchg.data. check_args_fit has made sure they fit. */
+static void write_args(struct sbx_sandbox *s, const struct sbx_value *args, size_t nargs)
 {
     struct sbx_xchg *x = sbx_xchg(&s->vm);
     uint32_t used = 0;
@@ -205,9 +221,6 @@ static int write_args(struct sbx_sandbox *s, const struct sbx_value *args, size_
         case SBX_T_BOOL: v->u.i64 = args[i].u.b; break;
         case SBX_T_STR:
         case SBX_T_BYTES:
-            if (args[i].u.buf.len > SBX_XCHG_DATA_SIZE - used)
-                return sbx_fail(diag, SBX_E_LIMIT, "string and bytes arguments exceed the %llu-byte "
-                                "exchange area", (unsigned long long)SBX_XCHG_DATA_SIZE);
             if (args[i].u.buf.len)
                 memcpy(x->data + used, args[i].u.buf.ptr, args[i].u.buf.len);
             v->u.buf.gpa = SBX_XCHG_DATA_GPA + used;
@@ -218,7 +231,6 @@ static int write_args(struct sbx_sandbox *s, const struct sbx_value *args, size_
         }
     }
     s->xchg_data_used = used;
-    return 0;
 }
 
 static int read_result(struct sbx_sandbox *s, const struct sbx_func *f, struct sbx_value *ret,
@@ -263,11 +275,9 @@ int sbx_sandbox_call(struct sbx_sandbox *s, const char *name, const struct sbx_v
     if (!f)
         return sbx_fail(diag, SBX_E_NO_FUNC, "guest has no function '%s'", name);
     int rc = check_args(f, args, nargs, diag);
-    if (rc)
+    if (rc || (rc = check_args_fit(args, nargs, diag)))
         return rc;
-    rc = write_args(s, args, nargs, diag);
-    if (rc)
-        return rc;
+    write_args(s, args, nargs);
     struct sbx_xchg *x = sbx_xchg(&s->vm);
     x->call_index = (uint32_t)(f - s->funcs);
     x->nargs = (uint32_t)nargs;
