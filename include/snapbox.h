@@ -254,7 +254,7 @@ SBX_API int sbx_sandbox_function(const struct sbx_sandbox *s, size_t i, struct s
 SBX_API int sbx_sandbox_find_function(const struct sbx_sandbox *s, const char *name,
                               struct sbx_func_info *out);
 
-SBX_API SBX_API void sbx_sandbox_destroy(struct sbx_sandbox *s);
+SBX_API void sbx_sandbox_destroy(struct sbx_sandbox *s);
 
 /* ---- Snapshots -------------------------------------------------------------------
  * A snapshot freezes an idle sandbox (after initialisation or after any call):

@@ -127,7 +127,8 @@ int sbx_sandbox_reset(struct sbx_sandbox *s, struct sbx_diag *diag)
         goto fail;
     mark_host_writes(s);
     rc = restore_dirty(s, diag);
-    if (rc || (rc = sbx_snap_apply_header(s, s->tpl->hdr, diag)))
+    /* The function table and guest facts cannot change: only the vCPU goes back. */
+    if (rc || (rc = sbx_vcpu_load(&s->vm, &s->tpl->vcpu, diag)))
         goto fail;
     s->poisoned = false;
     s->xchg_data_used = 0;

@@ -27,11 +27,17 @@ int sbx_snap_check_cpu(const struct sbx_snap_header *h, const char *path, const 
     return 0;
 }
 
+void sbx_snap_vcpu_state(const struct sbx_snap_header *h, struct sbx_vcpu_state *st)
+{
+    *st = (struct sbx_vcpu_state){ .regs = h->regs, .sregs = h->sregs, .xcrs = h->xcrs };
+    memcpy(st->xsave, h->xsave, sizeof st->xsave);
+}
+
 int sbx_snap_apply_header(struct sbx_sandbox *s, const struct sbx_snap_header *h,
                           struct sbx_diag *diag)
 {
-    struct sbx_vcpu_state st = { .regs = h->regs, .sregs = h->sregs, .xcrs = h->xcrs };
-    memcpy(st.xsave, h->xsave, sizeof st.xsave);
+    struct sbx_vcpu_state st;
+    sbx_snap_vcpu_state(h, &st);
     int rc = sbx_vcpu_load(&s->vm, &st, diag);
     if (rc)
         return rc;

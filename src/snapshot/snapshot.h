@@ -28,6 +28,7 @@ struct sbx_template {
     const uint8_t *mem;         /* read-only shared mapping of memfd */
     uint64_t mem_size;
     struct sbx_snap_header *hdr; /* vCPU state, functions, versions, CPU facts */
+    struct sbx_vcpu_state vcpu; /* hdr's vCPU state, ready for every reset */
     struct sbx_mem_run *runs;
     uint32_t nruns;
     uint64_t *nonzero;          /* bitmap: pages the template stores */
@@ -74,6 +75,8 @@ int sbx_snap_decode_chunk(const struct sbx_snapshot *snap, uint32_t i, uint8_t *
 /* restore.c: shared by restore from a file and from a template. */
 int sbx_snap_check_cpu(const struct sbx_snap_header *h, const char *path, const struct sbx_vm *vm,
                        struct sbx_diag *diag);
+/* The header's vCPU state, as sbx_vcpu_load takes it. */
+void sbx_snap_vcpu_state(const struct sbx_snap_header *h, struct sbx_vcpu_state *st);
 /* Load the header's vCPU state into the VM and its function table and guest
  * facts into the sandbox. */
 int sbx_snap_apply_header(struct sbx_sandbox *s, const struct sbx_snap_header *h,

@@ -82,6 +82,7 @@ int sbx_template_from_snapshot(const struct sbx_snapshot *snap, struct sbx_templ
         goto err;
     }
     memcpy(t->hdr, snap->hdr, sizeof *t->hdr);
+    sbx_snap_vcpu_state(t->hdr, &t->vcpu);
     rc = build_runs(t, snap, diag);
     if (rc || (rc = fill_memfd(t, snap, diag)))
         goto err;
