@@ -10,7 +10,7 @@ tmp=$(mktemp -d /tmp/snapbox-bench.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 
 "$build/bench/bench" host "$build/guests" "$tmp" "$tmp/host.json"
-if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+if [ "$(sh "$here/scripts/kvm-where.sh" "$build")" = native ]; then
     "$build/bench/bench" kvm "$build/guests" "$tmp" "$tmp/kvm.json" "native /dev/kvm"
 else
     where="inside the KVM test VM (QEMU TCG, nested SVM): correctness only, not speed"

@@ -8,7 +8,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 echo "== snapbox inspect $build/guests/demo.elf"
 "$build/snapbox" inspect "$build/guests/demo.elf"
 echo
-if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+if [ "$(sh "$here/kvm-where.sh" "$build")" = native ]; then
     echo "== calling the demo guest in KVM (native /dev/kvm)"
     cd "$build" && exec sh "$here/demo-calls.sh"
 fi

@@ -39,6 +39,13 @@ void sbx_logf(sbx_log_fn log, void *ctx, enum sbx_log_level level, const char *f
 /* io.c: 0, or -1 with errno set. */
 int sbx_pread_all(int fd, void *buf, size_t len, off_t off);
 int sbx_write_all(int fd, const void *buf, size_t len);
+/* Open path for reading without blocking (a FIFO or device is refused, not
+ * waited on), check it is a regular file of at most max_size bytes. */
+int sbx_open_regular(const char *path, uint64_t max_size, int *fd, uint64_t *size,
+                     struct sbx_diag *diag);
+/* The whole of such a file, in a malloc'd buffer. */
+int sbx_read_file(const char *path, uint64_t max_size, uint8_t **out, size_t *size,
+                  struct sbx_diag *diag);
 
 /* Find the snapbox version note among the notes in buf[0, len), each note
  * aligned to align (4 or 8). Returns 1 and fills *out when found, 0 when there

@@ -1,13 +1,13 @@
 #!/bin/sh
 # run-kvm.sh TEST_BINARY BUILD_DIR - run a KVM test binary against real KVM:
-# natively where /dev/kvm is usable, otherwise inside the QEMU VM of
+# natively where /dev/kvm runs snapbox guests (scripts/kvm-where.sh), otherwise inside the QEMU VM of
 # tests/kvm-vm.sh. A machine with neither fails: a skipped KVM test is not a pass.
 set -eu
 test=$1
 build=${2:-build}
 here=$(cd "$(dirname "$0")" && pwd)
-if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
-    echo "run-kvm: /dev/kvm is here; running $test natively"
+if [ "$(sh "$here/../scripts/kvm-where.sh" "$build")" = native ]; then
+    echo "run-kvm: /dev/kvm runs snapbox guests; running $test natively"
     exec "$test" "$build/guests" "$build/snapbox" "$(realpath "$build/tests/crashshim.so")"
 fi
 echo "run-kvm: no usable /dev/kvm; running $test inside the KVM test VM (tests/kvm-vm.sh)"

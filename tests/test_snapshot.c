@@ -417,7 +417,7 @@ static void test_open_limits(void **state)
     struct sbx_snapshot_open_opts o = { .max_file_size = 4096 };
     assert_int_equal(sbx_snapshot_open(path, &o, &snap, &d), SBX_E_LIMIT);
     tu_assert_contains(d.msg, path);
-    tu_assert_contains(d.msg, "over the limit of 4096 (max_file_size)");
+    tu_assert_contains(d.msg, "over the limit of 4096 bytes");
     o = (struct sbx_snapshot_open_opts){ .max_chunks = 1 };
     assert_int_equal(sbx_snapshot_open_header(path, &o, &snap, &d), SBX_E_LIMIT);
     tu_assert_contains(d.msg, "chunks, over the limit of 1 (max_chunks)");

@@ -5,7 +5,7 @@
 set -eu
 build=$1
 here=$(cd "$(dirname "$0")" && pwd)
-if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+if [ "$(sh "$here/../scripts/kvm-where.sh" "$build")" = native ]; then
     exec sh "$here/valgrind-cli.sh" "$build/snapbox" "$build/guests" "$build/valgrind-tmp" kvm
 fi
 lib=$build/valgrind-lib

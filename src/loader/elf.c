@@ -12,48 +12,6 @@
 
 #include "internal.h"
 
-static int read_file(const char *path, uint8_t **out, size_t *size, struct sbx_diag *diag)
-{
-    int rc = SBX_E_IO;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return sbx_fail(diag, SBX_E_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        sbx_fail(diag, SBX_E_IO, "%s: cannot stat: %s", path, strerror(errno));
-        goto out_close;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        sbx_fail(diag, SBX_E_IO, "%s: is a directory, not an ELF file", path);
-        goto out_close;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        sbx_fail(diag, SBX_E_IO, "%s: not a regular file", path);
-        goto out_close;
-    }
-    if ((uint64_t)st.st_size > SBX_MAX_GUEST_FILE) {
-        rc = sbx_fail(diag, SBX_E_LIMIT, "%s: file is %lld bytes, larger than the %u-byte limit",
-                      path, (long long)st.st_size, SBX_MAX_GUEST_FILE);
-        goto out_close;
-    }
-    uint8_t *buf = malloc(st.st_size ? (size_t)st.st_size : 1);
-    if (!buf) {
-        rc = sbx_fail(diag, SBX_E_NOMEM, "%s: out of memory", path);
-        goto out_close;
-    }
-    if (sbx_pread_all(fd, buf, (size_t)st.st_size, 0) < 0) {
-        sbx_fail(diag, SBX_E_IO, "%s: read failed: %s", path, strerror(errno));
-        free(buf);
-        goto out_close;
-    }
-    *out = buf;
-    *size = (size_t)st.st_size;
-    rc = 0;
-out_close:
-    close(fd);
-    return rc;
-}
-
 /* Is [off, off + len) inside a file of size bytes, without wrap-around? */
 static bool in_file(uint64_t off, uint64_t len, size_t size)
 {
@@ -316,7 +274,7 @@ int sbx_guest_open(const char *path, struct sbx_guest **out, struct sbx_diag *di
         return sbx_fail(diag, SBX_E_INVAL, "sbx_guest_open: path and out are required");
     uint8_t *file = NULL;
     size_t size = 0;
-    int rc = read_file(path, &file, &size, diag);
+    int rc = sbx_read_file(path, SBX_MAX_GUEST_FILE, &file, &size, diag);
     if (rc)
         return rc;
     return guest_from_file(path, file, size, out, diag);

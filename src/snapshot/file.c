@@ -159,20 +159,10 @@ static int open_common(const char *path, const struct sbx_snapshot_open_opts *op
     int fd = -1, rc = new_snapshot(path, &snap, diag);
     if (rc)
         return rc;
-    rc = SBX_E_IO;
-    struct stat st;
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) < 0) {
-        sbx_fail(diag, rc, "%s: cannot open: %s", path, strerror(errno));
-        goto err;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        sbx_fail(diag, rc, "%s: not a regular file", path);
-        goto err;
-    }
-    uint64_t size = (uint64_t)st.st_size;
-    if (size > o.max_file_size) {
-        rc = sbx_fail(diag, SBX_E_LIMIT, "%s: %llu bytes, over the limit of %llu (max_file_size)",
-                      path, (unsigned long long)size, (unsigned long long)o.max_file_size);
+    uint64_t size;
+    rc = sbx_open_regular(path, o.max_file_size, &fd, &size, diag);
+    if (rc) {
+        fd = -1;
         goto err;
     }
     size_t head = size < sizeof(struct sbx_snap_header) ? (size_t)size : sizeof(struct sbx_snap_header);
@@ -182,7 +172,7 @@ static int open_common(const char *path, const struct sbx_snapshot_open_opts *op
         goto err;
     }
     if (sbx_pread_all(fd, snap->image, head, 0) < 0) {
-        sbx_fail(diag, rc, "%s: read failed: %s", path, strerror(errno));
+        rc = sbx_fail(diag, SBX_E_IO, "%s: read failed: %s", path, strerror(errno));
         goto err;
     }
     snap->size = head;

@@ -30,7 +30,8 @@ int sbx_snap_check_cpu(const struct sbx_snap_header *h, const char *path, const 
 void sbx_snap_vcpu_state(const struct sbx_snap_header *h, struct sbx_vcpu_state *st)
 {
     *st = (struct sbx_vcpu_state){ .regs = h->regs, .sregs = h->sregs, .xcrs = h->xcrs };
-    memcpy(st->xsave, h->xsave, sizeof st->xsave);
+    memcpy(st->xsave, h->xsave, sizeof h->xsave);
+    st->xsave_size = sizeof h->xsave;
 }
 
 int sbx_snap_apply_header(struct sbx_sandbox *s, const struct sbx_snap_header *h,

@@ -33,7 +33,8 @@ int sbx_vcpu_save(struct sbx_vm *vm, struct sbx_vcpu_state *st, struct sbx_diag 
         return sbx_vm_ioctl_fail(diag, "KVM_GET_SREGS");
     if (ioctl(vm->vcpu_fd, KVM_GET_XSAVE, &xs) < 0)
         return sbx_vm_ioctl_fail(diag, "KVM_GET_XSAVE");
-    memcpy(st->xsave, xs.region, sizeof st->xsave);
+    memcpy(st->xsave, xs.region, sizeof xs.region);
+    st->xsave_size = sizeof xs.region;
     if (ioctl(vm->vcpu_fd, KVM_GET_XCRS, &st->xcrs) < 0)
         return sbx_vm_ioctl_fail(diag, "KVM_GET_XCRS");
     return 0;
@@ -43,7 +44,7 @@ int sbx_vcpu_load(struct sbx_vm *vm, const struct sbx_vcpu_state *st, struct sbx
 {
     struct kvm_xsave xs;
     memset(&xs, 0, sizeof xs);
-    memcpy(xs.region, st->xsave, sizeof st->xsave);
+    memcpy(xs.region, st->xsave, sizeof xs.region);
     if (ioctl(vm->vcpu_fd, KVM_SET_SREGS, &st->sregs) < 0)
         return sbx_vm_ioctl_fail(diag, "KVM_SET_SREGS");
     if (ioctl(vm->vcpu_fd, KVM_SET_XCRS, &st->xcrs) < 0)

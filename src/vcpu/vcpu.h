@@ -87,12 +87,24 @@ struct sbx_cpu_facts {
     uint64_t xcr0_supported;
 };
 
-/* The vCPU state a snapshot carries. */
+/* The complete guest-visible vCPU state: what a snapshot records and what
+ * restore and reset put back (docs/security.md lists it). There is no
+ * in-kernel local APIC (no KVM_CREATE_IRQCHIP), so no APIC state exists. */
+#define SBX_MAX_MSRS 160u   /* MSRs of the host's state list (kvm.c) */
+#define SBX_MAX_CPUID 80u   /* CPUID entries the guest sees */
+#define SBX_XSAVE_MAX 16384u /* XSAVE area bytes (KVM_GET_XSAVE2 may exceed 4096) */
 struct sbx_vcpu_state {
     struct kvm_regs regs;
     struct kvm_sregs sregs;
+    struct kvm_debugregs debugregs;
+    struct kvm_vcpu_events events;
     struct kvm_xcrs xcrs;
-    uint32_t xsave[1024]; /* struct kvm_xsave.region */
+    uint32_t nmsrs;      /* sorted by index; IA32_TSC holds the guest's TSC value */
+    struct kvm_msr_entry msrs[SBX_MAX_MSRS];
+    uint32_t ncpuid;     /* the CPUID the guest saw (cpuid.c) */
+    struct kvm_cpuid_entry2 cpuid[SBX_MAX_CPUID];
+    uint32_t xsave_size; /* bytes of xsave[] in use, a multiple of 4, >= 4096 */
+    uint32_t xsave[SBX_XSAVE_MAX / 4];
 };
 
 /* pool.c: move a ready VM of mem_size bytes out of the pool into *vm;
