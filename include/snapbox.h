@@ -54,7 +54,8 @@ enum sbx_error {
     SBX_E_SNAP_FORMAT = -18, /* not a snapshot file, or another format version */
     SBX_E_SNAP_CORRUPT = -19,/* a snapshot's checksum, size or offset is wrong */
     SBX_E_CPU = -20,         /* this CPU lacks what the snapshot needs */
-    SBX_E_ERROR_MIN_ = -20
+    SBX_E_BUSY = -21,        /* the sandbox is already in a call (a host callback re-entered it) */
+    SBX_E_ERROR_MIN_ = -21
 };
 
 #define SBX_DIAG_MSG_MAX 512
@@ -90,6 +91,7 @@ struct sbx_version {
 enum sbx_version_policy {
     SBX_VERSION_EXACT = 0,   /* default: same major.minor.patch and ABI */
     SBX_VERSION_RELAXED = 1, /* same major.minor and ABI, guest patch >= host patch */
+    SBX_VERSION_ABI = 2,     /* any guest whose note carries this host's ABI version */
 };
 
 /* This host's version (from the VERSION file) and ABI. */
@@ -316,6 +318,15 @@ SBX_API int sbx_snapshot_open_header(const char *path, const struct sbx_snapshot
  * chunk's checksum. The result can be restored any number of times. */
 SBX_API int sbx_snapshot_open(const char *path, const struct sbx_snapshot_open_opts *opts,
                               struct sbx_snapshot **out, struct sbx_diag *diag);
+
+/* Whether this host may restore snap under policy, decided from the header
+ * alone: the format, the memory layout ABI and the guest's recorded version
+ * (require_note: a guest without a version note is refused). 0, or
+ * SBX_E_VERSION / SBX_E_NO_NOTE / SBX_E_SNAP_FORMAT with both versions and the
+ * fix ("recreate the snapshot" or "rebuild the guest") in diag. */
+SBX_API int sbx_snapshot_check_compat(const struct sbx_snapshot *snap,
+                                      enum sbx_version_policy policy, bool require_note,
+                                      struct sbx_diag *diag);
 
 /* Decompress every chunk into scratch memory and check its size (no KVM). */
 SBX_API int sbx_snapshot_verify(const struct sbx_snapshot *snap, struct sbx_diag *diag);

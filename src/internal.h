@@ -36,6 +36,12 @@ void sbx_diag_prefix(struct sbx_diag *diag, const char *fmt, ...) __attribute__(
 void sbx_logf(sbx_log_fn log, void *ctx, enum sbx_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* names.c: a function name is 1..SBX_MAX_NAME characters of [A-Za-z0-9_];
+ * a signature has a valid return type and at most SBX_MAX_ARGS non-void
+ * argument types. */
+bool sbx_valid_func_name(const char *name, size_t len);
+bool sbx_valid_signature(unsigned ret, unsigned nargs, const uint8_t *args);
+
 /* io.c: 0, or -1 with errno set. */
 int sbx_pread_all(int fd, void *buf, size_t len, off_t off);
 int sbx_write_all(int fd, const void *buf, size_t len);

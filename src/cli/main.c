@@ -47,6 +47,7 @@ int cli_exit_code(int err)
     case SBX_E_TIMEOUT: return EXIT_TIMEOUT;
     case SBX_E_GUEST_ABI:
     case SBX_E_POISONED: return EXIT_GUEST_ABI;
+    case SBX_E_BUSY: return EXIT_USAGE;
     case SBX_E_NO_FUNC:
     case SBX_E_ARGS: return EXIT_BAD_CALL;
     case SBX_E_LIMIT: return EXIT_LIMIT;

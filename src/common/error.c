@@ -28,6 +28,7 @@ const char *sbx_strerror(int code)
     case SBX_E_SNAP_FORMAT: return "not a snapshot of a format this build reads";
     case SBX_E_SNAP_CORRUPT: return "corrupt snapshot";
     case SBX_E_CPU: return "CPU lacks features the snapshot needs";
+    case SBX_E_BUSY: return "sandbox is already in a call";
     default: return "unknown error";
     }
 }

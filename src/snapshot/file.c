@@ -290,3 +290,16 @@ void sbx_snapshot_free(struct sbx_snapshot *snap)
     free(snap->path);
     free(snap);
 }
+
+/* Placeholder until format 2's version policy lands: the guest's recorded version. */
+int sbx_snapshot_check_compat(const struct sbx_snapshot *snap, enum sbx_version_policy policy,
+                              bool require_note, struct sbx_diag *diag)
+{
+    const struct sbx_snap_header *h = snap->hdr;
+    if (!h->guest_has_note)
+        return require_note ? sbx_fail(diag, SBX_E_NO_NOTE, "%s: the guest had no version note",
+                                       snap->path) : 0;
+    struct sbx_version host, guest = sbx_snap_version(&h->guest);
+    sbx_host_version(&host);
+    return sbx_version_check(&host, &guest, policy, snap->path, diag);
+}

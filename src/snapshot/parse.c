@@ -108,10 +108,7 @@ int sbx_snap_check_header(const struct sbx_snap_header *h, uint64_t actual_size,
     for (uint32_t i = 0; i < h->nfuncs; i++) {
         const struct sbx_snap_func *f = &h->funcs[i];
         size_t len = strnlen(f->name, sizeof f->name);
-        bool ok = len > 0 && len <= SBX_MAX_NAME && f->ret < SBX_T_COUNT_ && f->nargs <= SBX_MAX_ARGS;
-        for (uint8_t a = 0; ok && a < f->nargs; a++)
-            ok = f->args[a] != SBX_T_VOID && f->args[a] < SBX_T_COUNT_;
-        if (!ok)
+        if (!sbx_valid_func_name(f->name, len) || !sbx_valid_signature(f->ret, f->nargs, f->args))
             return sbx_fail(diag, SBX_E_SNAP_CORRUPT, "%s: function %u has an invalid name or "
                             "signature", path, i);
     }

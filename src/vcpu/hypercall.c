@@ -191,41 +191,24 @@ int sbx_hypercall(struct sbx_sandbox *s, uint8_t op, uint8_t until, struct sbx_d
     }
 }
 
-static bool valid_name(const char *name, size_t len)
-{
-    if (len == 0 || len > SBX_MAX_NAME)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'))
-            return false;
-    }
-    return true;
-}
-
 static int read_function(struct sbx_sandbox *s, const struct sbx_abi_func *in, size_t i,
                          struct sbx_diag *diag)
 {
     struct sbx_func *f = &s->funcs[i];
     const char *name = sbx_mem_at(&s->vm, in->name_gpa, in->name_len);
-    if (!name || !valid_name(name, in->name_len))
+    if (!name || !sbx_valid_func_name(name, in->name_len))
         return sbx_fail(diag, SBX_E_GUEST_ABI,
                         "guest function %zu: name at 0x%llx, length %u, is outside memory or not "
                         "1..%u characters of [A-Za-z0-9_]",
                         i, (unsigned long long)in->name_gpa, in->name_len, SBX_MAX_NAME);
     memcpy(f->name, name, in->name_len);
     f->name[in->name_len] = '\0';
-    if (in->ret_type >= SBX_T_COUNT_ || in->nargs > SBX_MAX_ARGS)
-        return sbx_fail(diag, SBX_E_GUEST_ABI, "guest function '%s': return type %u or %u arguments "
-                        "invalid", f->name, in->ret_type, in->nargs);
+    if (!sbx_valid_signature(in->ret_type, in->nargs, in->arg_types))
+        return sbx_fail(diag, SBX_E_GUEST_ABI, "guest function '%s': return type %u, %u arguments "
+                        "or an argument type is invalid", f->name, in->ret_type, in->nargs);
     f->ret = in->ret_type;
     f->nargs = in->nargs;
-    for (size_t a = 0; a < f->nargs; a++) {
-        if (in->arg_types[a] == SBX_T_VOID || in->arg_types[a] >= SBX_T_COUNT_)
-            return sbx_fail(diag, SBX_E_GUEST_ABI, "guest function '%s': argument %zu has invalid "
-                            "type %u", f->name, a + 1, in->arg_types[a]);
-        f->args[a] = in->arg_types[a];
-    }
+    memcpy(f->args, in->arg_types, f->nargs);
     for (size_t j = 0; j < i; j++)
         if (strcmp(s->funcs[j].name, f->name) == 0)
             return sbx_fail(diag, SBX_E_GUEST_ABI, "guest registered function '%s' twice", f->name);

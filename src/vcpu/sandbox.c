@@ -12,24 +12,18 @@ const char *sbx_type_name(enum sbx_type t)
     return (unsigned)t < SBX_T_COUNT_ ? names[t] : "?";
 }
 
-static bool valid_type(unsigned t, bool void_ok)
-{
-    return t < SBX_T_COUNT_ && (void_ok || t != SBX_T_VOID);
-}
-
 static int check_host_fns(const struct sbx_config *cfg, struct sbx_diag *diag)
 {
     for (size_t i = 0; i < cfg->n_host_fns; i++) {
         const struct sbx_host_fn *f = &cfg->host_fns[i];
-        if (!f->name || !f->fn || strlen(f->name) == 0 || strlen(f->name) > SBX_MAX_NAME ||
-            f->nargs > SBX_MAX_ARGS || !valid_type(f->ret, true))
-            return sbx_fail(diag, SBX_E_INVAL, "host function %zu ('%s'): needs a name of 1..%u "
-                            "bytes, a callback, at most %u arguments and a valid return type",
-                            i, f->name ? f->name : "(null)", SBX_MAX_NAME, SBX_MAX_ARGS);
-        for (size_t a = 0; a < f->nargs; a++)
-            if (!valid_type(f->args[a], false))
-                return sbx_fail(diag, SBX_E_INVAL, "host function '%s': argument %zu has invalid "
-                                "type %d", f->name, a + 1, f->args[a]);
+        uint8_t args[SBX_MAX_ARGS] = { 0 };
+        for (size_t a = 0; a < f->nargs && a < SBX_MAX_ARGS; a++)
+            args[a] = (uint8_t)f->args[a];
+        if (!f->name || !f->fn || !sbx_valid_func_name(f->name, strlen(f->name)) ||
+            (unsigned)f->ret > 255 || !sbx_valid_signature(f->ret, f->nargs, args))
+            return sbx_fail(diag, SBX_E_INVAL, "host function %zu: needs a name of 1..%u "
+                            "characters of [A-Za-z0-9_], a callback, at most %u arguments and "
+                            "valid types", i, SBX_MAX_NAME, SBX_MAX_ARGS);
         for (size_t j = 0; j < i; j++)
             if (strcmp(cfg->host_fns[j].name, f->name) == 0)
                 return sbx_fail(diag, SBX_E_INVAL, "host function '%s' is registered twice",
