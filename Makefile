@@ -12,7 +12,7 @@ SAN       := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 
 WARN      := -std=c11 -Wall -Wextra -Werror
 HOST_CFLAGS := $(WARN) -O2 -g -D_GNU_SOURCE -Iinclude -I$(GEN) -Isrc -fvisibility=hidden
-LIBS      := -lelf -llz4 -lxxhash -lpthread -lrt
+LIBS      := -lelf -llz4 -lxxhash -lseccomp -lpthread -lrt
 
 LIB_SRCS  := $(wildcard src/common/*.c src/loader/*.c src/vcpu/*.c src/snapshot/*.c)
 CLI_SRCS  := $(wildcard src/cli/*.c)

@@ -8,9 +8,9 @@
  *   it is filled with the code and a message naming the file, the field and
  *   the reason, ready to print. Pass NULL to ignore it.
  * - The library never prints and never exits; it reports warnings through the
- *   caller's log callback, if one is given. It keeps no global mutable state,
- *   except the no-op handler it installs for the deadline signal (see
- *   struct sbx_config).
+ *   caller's log callback, if one is given. It keeps no global mutable state
+ *   beyond a per-process cache of facts about the host's KVM (which MSRs
+ *   make up a vCPU's state), and installs no signal handler.
  * - Ownership: handles are freed by their own free/destroy function. Strings
  *   and bytes that the library returns point into memory owned by the handle
  *   they came from; each function says how long they stay valid.
@@ -213,8 +213,11 @@ struct sbx_config {
     const struct sbx_host_fn *host_fns; /* copied at create; names must stay valid */
     size_t n_host_fns;
     /* Signal sent to the calling thread to interrupt KVM_RUN at the deadline;
-     * 0 means SIGRTMIN+1. snapbox installs a no-op handler for it if the
-     * signal's disposition is the default one. */
+     * 0 means SIGRTMIN+1. It is reserved for snapbox in threads that call
+     * sandboxes: during a call it is blocked in the thread and unblocked only
+     * inside KVM_RUN, so it never runs a handler, works whatever the thread's
+     * mask and the signal's disposition, and never interrupts host functions;
+     * one that the timer sent is taken back before the call returns. */
     int deadline_signal;
     enum sbx_mem_mode mem_mode; /* templates only; see enum sbx_mem_mode */
     /* Guest log messages passed to log per call (and per initialisation);
@@ -235,7 +238,8 @@ SBX_API int sbx_sandbox_create(const struct sbx_guest *g, const struct sbx_confi
  * the result; a STR/BYTES result points into memory owned by the sandbox,
  * valid until the next call or sbx_sandbox_destroy. After an abort, a fault
  * or a timeout the sandbox is poisoned and every later call fails with
- * SBX_E_POISONED. */
+ * SBX_E_POISONED. A host function that calls into its own sandbox gets
+ * SBX_E_BUSY. */
 SBX_API int sbx_sandbox_call(struct sbx_sandbox *s, const char *name, const struct sbx_value *args,
                      size_t nargs, struct sbx_value *ret, struct sbx_diag *diag);
 
@@ -257,6 +261,17 @@ SBX_API int sbx_sandbox_find_function(const struct sbx_sandbox *s, const char *n
                               struct sbx_func_info *out);
 
 SBX_API void sbx_sandbox_destroy(struct sbx_sandbox *s);
+
+/* ---- Host-process hardening ---------------------------------------------------
+ * Confine the calling thread (and threads it creates afterwards) with a
+ * seccomp filter that allows only what restoring, calling and resetting
+ * sandboxes needs (docs/security.md lists it): KVM ioctls, memory, futexes,
+ * the deadline timer and its signal, reads and writes of open files, opening
+ * /dev/kvm, exit. Call it after templates, pools and log files are set up.
+ * Anything else kills the process, or fails with EPERM with
+ * SBX_SECCOMP_ERRNO. It cannot be undone. */
+#define SBX_SECCOMP_ERRNO 1u
+SBX_API int sbx_seccomp_confine(unsigned flags, struct sbx_diag *diag);
 
 /* ---- Snapshots -------------------------------------------------------------------
  * A snapshot freezes an idle sandbox (after initialisation or after any call):
@@ -338,8 +353,8 @@ SBX_API int sbx_snapshot_function(const struct sbx_snapshot *snap, size_t i,
 SBX_API void sbx_snapshot_free(struct sbx_snapshot *snap);
 
 /* Create a sandbox in the state the snapshot froze. cfg supplies the deadline,
- * log callback and host functions; the memory size is the snapshot's
- * (cfg->mem_size is ignored). */
+ * log callback and host functions; the memory size is the snapshot's, and
+ * cfg->mem_size, when set, is a limit: a larger snapshot gets SBX_E_LIMIT. */
 SBX_API int sbx_sandbox_restore(const struct sbx_snapshot *snap, const struct sbx_config *cfg,
                                 struct sbx_sandbox **out, struct sbx_diag *diag);
 
@@ -362,7 +377,8 @@ SBX_API int sbx_template_open(const char *path, const struct sbx_snapshot_open_o
 SBX_API int sbx_template_from_snapshot(const struct sbx_snapshot *snap, struct sbx_template **out,
                                        struct sbx_diag *diag);
 SBX_API uint64_t sbx_template_mem_size(const struct sbx_template *t);
-/* Only after every sandbox restored from t is destroyed. */
+/* Drop the caller's reference. Sandboxes restored from t hold their own, so
+ * t lives on until the last of them is destroyed. */
 SBX_API void sbx_template_free(struct sbx_template *t);
 
 /* A pool of blank VMs with mem_size bytes of memory (see sbx_config.mem_size);
@@ -384,8 +400,11 @@ SBX_API int sbx_sandbox_from_template(const struct sbx_template *t, const struct
                                       struct sbx_diag *diag);
 /* Return a sandbox made by sbx_sandbox_from_template to the template's state:
  * the pages the guest (KVM dirty log) or the host (call arguments, results)
- * wrote, and the vCPU state. Clears poisoning. Nothing of the previous
- * request stays in guest memory. SBX_E_INVAL for other sandboxes. */
+ * wrote, and the complete vCPU state (registers, MSRs, debug registers,
+ * pending events, XCRs, XSAVE; docs/security.md), after draining any I/O or
+ * MMIO access the last request left half-done. Clears poisoning. Nothing of
+ * the previous request stays in guest memory or in the vCPU. SBX_E_INVAL for
+ * other sandboxes, SBX_E_BUSY from inside a call. */
 SBX_API int sbx_sandbox_reset(struct sbx_sandbox *s, struct sbx_diag *diag);
 
 #ifdef __cplusplus

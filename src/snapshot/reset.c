@@ -39,6 +39,7 @@ int sbx_sandbox_from_template(const struct sbx_template *t, const struct sbx_con
     int rc = sbx_sandbox_alloc(cfg, t->mem_size, &s, diag);
     if (rc)
         return rc;
+    sbx_template_hold(t);
     s->tpl = t;
     rc = get_vm(s, t, pool, diag);
     if (rc || (rc = check_cpu_once(t, &s->vm, diag)))
@@ -121,14 +122,17 @@ int sbx_sandbox_reset(struct sbx_sandbox *s, struct sbx_diag *diag)
     if (!s->tpl)
         return sbx_fail(diag, SBX_E_INVAL, "sbx_sandbox_reset: this sandbox was not made by "
                         "sbx_sandbox_from_template, so it has no template to go back to");
-    /* Finish the guest's last OUT now, so it cannot complete after the new state is set. */
+    if (atomic_load(&s->in_call))
+        return sbx_fail(diag, SBX_E_BUSY, "sbx_sandbox_reset: the sandbox is in a call");
+    /* Drain what the last request left in flight (its OUT, a split MMIO
+     * access) now, so it cannot complete after the template's state is set. */
     int rc = sbx_vcpu_finish_io(&s->vm, diag);
     if (rc || (rc = sbx_vm_get_dirty(&s->vm, diag)))
         goto fail;
     mark_host_writes(s);
     rc = restore_dirty(s, diag);
     /* The function table and guest facts cannot change: only the vCPU goes back. */
-    if (rc || (rc = sbx_vcpu_load(&s->vm, &s->tpl->vcpu, diag)))
+    if (rc || (rc = sbx_vcpu_load(&s->vm, s->reset_state, diag)))
         goto fail;
     s->poisoned = false;
     s->xchg_data_used = 0;

@@ -39,7 +39,7 @@ int sbx_snap_apply_header(struct sbx_sandbox *s, const struct sbx_snap_header *h
 {
     struct sbx_vcpu_state st;
     sbx_snap_vcpu_state(h, &st);
-    int rc = sbx_vcpu_load(&s->vm, &st, diag);
+    int rc = sbx_sandbox_start_state(s, &st, diag);
     if (rc)
         return rc;
     s->nfuncs = h->nfuncs;

@@ -33,6 +33,7 @@ struct sbx_template {
     uint32_t nruns;
     uint64_t *nonzero;          /* bitmap: pages the template stores */
     atomic_int cpu_checked;     /* set once a sandbox passed the CPU check */
+    atomic_int refs;            /* the caller's, plus one per sandbox restored from it */
 };
 
 static inline bool sbx_template_page_stored(const struct sbx_template *t, uint64_t page)
@@ -53,6 +54,9 @@ struct sbx_snap_input {
     uint64_t guest_hash;
     bool hc;
 };
+
+/* template.c: a sandbox restored from t keeps it alive until destroyed. */
+void sbx_template_hold(const struct sbx_template *t);
 
 /* file.c: the checks of sbx_snapshot_open on a copy of buf[0, len), named
  * name in messages (fuzzers and tests feed untrusted bytes through it). */

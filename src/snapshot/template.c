@@ -76,6 +76,7 @@ int sbx_template_from_snapshot(const struct sbx_snapshot *snap, struct sbx_templ
     if (!t)
         return sbx_fail(diag, SBX_E_NOMEM, "%s: out of memory for a template", snap->path);
     t->memfd = -1;
+    atomic_init(&t->refs, 1);
     int rc = SBX_E_NOMEM;
     if (!(t->path = strdup(snap->path)) || !(t->hdr = malloc(sizeof *t->hdr))) {
         sbx_fail(diag, rc, "%s: out of memory for a template", snap->path);
@@ -107,9 +108,18 @@ int sbx_template_open(const char *path, const struct sbx_snapshot_open_opts *opt
 
 uint64_t sbx_template_mem_size(const struct sbx_template *t) { return t->mem_size; }
 
-void sbx_template_free(struct sbx_template *t)
+void sbx_template_free(struct sbx_template *t) { sbx_template_release(t); }
+
+void sbx_template_hold(const struct sbx_template *t)
 {
-    if (!t)
+    /* The count is the template's only mutable part besides the CPU cache. */
+    atomic_fetch_add((atomic_int *)&t->refs, 1);
+}
+
+void sbx_template_release(const struct sbx_template *ct)
+{
+    struct sbx_template *t = (struct sbx_template *)ct;
+    if (!t || atomic_fetch_sub(&t->refs, 1) != 1)
         return;
     if (t->mem)
         munmap((void *)t->mem, t->mem_size);

@@ -10,7 +10,6 @@
 
 #include "vcpu.h"
 
-#define CPUID_MAX_ENTRIES 256
 
 int sbx_vm_ioctl_fail(struct sbx_diag *diag, const char *what)
 {
@@ -42,23 +41,6 @@ static int open_kvm(struct sbx_vm *vm, struct sbx_diag *diag)
     return 0;
 }
 
-static struct kvm_cpuid2 *supported_cpuid(int kvm_fd, struct sbx_diag *diag)
-{
-    size_t size = sizeof(struct kvm_cpuid2) + CPUID_MAX_ENTRIES * sizeof(struct kvm_cpuid_entry2);
-    struct kvm_cpuid2 *cpuid = calloc(1, size);
-    if (!cpuid) {
-        sbx_fail(diag, SBX_E_NOMEM, "KVM: out of memory for CPUID");
-        return NULL;
-    }
-    cpuid->nent = CPUID_MAX_ENTRIES;
-    if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, cpuid) < 0) {
-        sbx_vm_ioctl_fail(diag, "KVM_GET_SUPPORTED_CPUID");
-        free(cpuid);
-        return NULL;
-    }
-    return cpuid;
-}
-
 static const struct kvm_cpuid_entry2 *cpuid_leaf(const struct kvm_cpuid2 *c, uint32_t fn, uint32_t idx)
 {
     for (uint32_t i = 0; i < c->nent; i++)
@@ -69,9 +51,10 @@ static const struct kvm_cpuid_entry2 *cpuid_leaf(const struct kvm_cpuid2 *c, uin
 
 int sbx_vm_cpu_facts(const struct sbx_vm *vm, struct sbx_cpu_facts *out, struct sbx_diag *diag)
 {
-    struct kvm_cpuid2 *cpuid = supported_cpuid(vm->kvm_fd, diag);
-    if (!cpuid)
-        return diag ? diag->code : SBX_E_KVM;
+    struct kvm_cpuid2 *cpuid = NULL;
+    int rc = sbx_cpuid_supported(vm->kvm_fd, &cpuid, diag);
+    if (rc)
+        return rc;
     static const struct kvm_cpuid_entry2 none;
     const struct kvm_cpuid_entry2 *l0 = cpuid_leaf(cpuid, 0, 0), *l1 = cpuid_leaf(cpuid, 1, 0);
     const struct kvm_cpuid_entry2 *l7 = cpuid_leaf(cpuid, 7, 0), *ld = cpuid_leaf(cpuid, 0xd, 0);
@@ -88,16 +71,22 @@ int sbx_vm_cpu_facts(const struct sbx_vm *vm, struct sbx_cpu_facts *out, struct 
     return 0;
 }
 
-/* Give the guest the CPUID that KVM supports, so SSE and friends work. */
-static int set_cpuid(struct sbx_vm *vm, struct sbx_diag *diag)
+/* The guest CPUID of cpuid.c; with PV features enforced, a guest cannot turn
+ * on KVM's paravirtual MSRs that the CPUID hides. */
+static int set_guest_cpuid(struct sbx_vm *vm, struct sbx_diag *diag)
 {
-    struct kvm_cpuid2 *cpuid = supported_cpuid(vm->kvm_fd, diag);
-    if (!cpuid)
-        return diag ? diag->code : SBX_E_KVM;
-    int rc = 0;
-    if (ioctl(vm->vcpu_fd, KVM_SET_CPUID2, cpuid) < 0)
-        rc = sbx_vm_ioctl_fail(diag, "KVM_SET_CPUID2");
-    free(cpuid);
+    if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_ENFORCE_PV_FEATURE_CPUID) > 0) {
+        struct kvm_enable_cap cap = { .cap = KVM_CAP_ENFORCE_PV_FEATURE_CPUID, .args = { 1 } };
+        if (ioctl(vm->vcpu_fd, KVM_ENABLE_CAP, &cap) < 0)
+            return sbx_vm_ioctl_fail(diag, "KVM_ENABLE_CAP(ENFORCE_PV_FEATURE_CPUID)");
+    }
+    struct sbx_vcpu_state *st = malloc(sizeof *st);
+    if (!st)
+        return sbx_fail(diag, SBX_E_NOMEM, "out of memory for the guest CPUID");
+    int rc = sbx_cpuid_for_guest(vm->kvm_fd, st, diag);
+    if (rc == 0)
+        rc = sbx_cpuid_set(vm, st, diag);
+    free(st);
     return rc;
 }
 
@@ -114,7 +103,8 @@ static int create_vcpu(struct sbx_vm *vm, struct sbx_diag *diag)
         return sbx_vm_ioctl_fail(diag, "mmap of the vCPU run area");
     vm->run = run;
     vm->run_size = (size_t)size;
-    return set_cpuid(vm, diag);
+    int rc = set_guest_cpuid(vm, diag);
+    return rc ? rc : sbx_msr_list(vm, NULL, NULL, diag);
 }
 
 /* Guest memory: anonymous, or a private copy-on-write mapping of memfd. The
@@ -142,6 +132,7 @@ static int map_memory(struct sbx_vm *vm, uint64_t mem_size, const struct sbx_vm_
                         (unsigned long long)mem_size, strerror(errno));
     vm->mem = mem;
     vm->mem_size = mem_size;
+    sbx_mem_private(mem, mem_size);
     if (!o->prefault || madvise(mem, mem_size, MADV_POPULATE_WRITE) == 0)
         return 0;
     if (errno != EINVAL) /* EINVAL: a kernel before 5.14; touch every page instead */
@@ -198,6 +189,7 @@ int sbx_vm_map_cow(struct sbx_vm *vm, int memfd, struct sbx_diag *diag)
     if (p == MAP_FAILED)
         return sbx_fail(diag, SBX_E_NOMEM, "cannot map the template copy-on-write: %s",
                         strerror(errno));
+    sbx_mem_private(vm->mem, vm->mem_size);
     return 0;
 }
 

@@ -1,5 +1,6 @@
 /* memory.c - guest memory: bounds-checked access and loading the image. */
 #include <string.h>
+#include <sys/mman.h>
 
 #include "vcpu.h"
 
@@ -29,4 +30,12 @@ void sbx_mem_prepare(struct sbx_vm *vm, const struct sbx_guest *g)
     x->magic = SBX_XCHG_MAGIC;
     x->abi = SBX_ABI_VERSION;
     x->mem_size = vm->mem_size;
+}
+
+/* A host core dump must not hold every tenant's memory, and a child made by
+ * fork() must not inherit it. Advice only: a kernel without it still runs. */
+void sbx_mem_private(void *mem, uint64_t size)
+{
+    madvise(mem, size, MADV_DONTDUMP);
+    madvise(mem, size, MADV_DONTFORK);
 }

@@ -101,7 +101,11 @@ static int handle_exit(struct sbx_sandbox *s, uint8_t until, struct sbx_diag *di
 int sbx_run(struct sbx_sandbox *s, uint8_t until, struct sbx_diag *diag)
 {
     s->log_count = 0;
-    int rc = sbx_deadline_arm(&s->deadline, s->cfg.deadline_ms, s->cfg.deadline_signal, diag);
+    sigset_t saved;
+    int rc = sbx_deadline_begin(&s->deadline, &s->vm, s->cfg.deadline_ms, s->cfg.deadline_signal,
+                                &saved, diag);
+    if (rc)
+        return rc;
     while (rc == 0) {
         if (sbx_deadline_passed(&s->deadline)) {
             rc = sbx_fail(diag, SBX_E_TIMEOUT, "guest call ran past its deadline of %u ms",
@@ -116,7 +120,7 @@ int sbx_run(struct sbx_sandbox *s, uint8_t until, struct sbx_diag *diag)
         }
         rc = handle_exit(s, until, diag);
     }
-    sbx_deadline_disarm(&s->deadline);
+    sbx_deadline_finish(&s->deadline, s->cfg.deadline_signal, &saved);
     if (s->log_count > s->cfg.max_log_per_call)
         sbx_logf(s->cfg.log, s->cfg.log_ctx, SBX_LOG_WARN,
                  "guest logged %u messages in one call; %u over the limit of %u were dropped",

@@ -94,9 +94,16 @@ int sbx_sandbox_alloc(const struct sbx_config *cfg, uint64_t mem_size, struct sb
     s->vm = (struct sbx_vm){ .kvm_fd = -1, .vm_fd = -1, .vcpu_fd = -1 };
     static const struct sbx_config defaults;
     struct sbx_config wanted = cfg ? *cfg : defaults;
+    int rc = 0;
+    if (mem_size && wanted.mem_size && mem_size > wanted.mem_size) {
+        rc = sbx_fail(diag, SBX_E_LIMIT, "the snapshot needs %llu bytes of guest memory; the "
+                      "configuration allows %llu (mem_size)", (unsigned long long)mem_size,
+                      (unsigned long long)wanted.mem_size);
+        goto err;
+    }
     if (mem_size)
         wanted.mem_size = mem_size;
-    int rc = resolve_config(&wanted, &s->cfg, diag);
+    rc = resolve_config(&wanted, &s->cfg, diag);
     if (rc)
         goto err;
     if (s->cfg.n_host_fns) {
@@ -107,7 +114,6 @@ int sbx_sandbox_alloc(const struct sbx_config *cfg, uint64_t mem_size, struct sb
         }
         memcpy(s->host_fns, s->cfg.host_fns, s->cfg.n_host_fns * sizeof *s->host_fns);
     }
-    sbx_install_deadline_handler(s->cfg.deadline_signal);
     *out = s;
     return 0;
 err:
@@ -257,11 +263,25 @@ static int read_result(struct sbx_sandbox *s, const struct sbx_func *f, struct s
     return 0;
 }
 
+static int call_locked(struct sbx_sandbox *s, const char *name, const struct sbx_value *args,
+                       size_t nargs, struct sbx_value *ret, struct sbx_diag *diag);
+
 int sbx_sandbox_call(struct sbx_sandbox *s, const char *name, const struct sbx_value *args,
                      size_t nargs, struct sbx_value *ret, struct sbx_diag *diag)
 {
     if (!s || !name || (nargs && !args))
         return sbx_fail(diag, SBX_E_INVAL, "sbx_sandbox_call: sandbox, name and args are required");
+    if (atomic_exchange(&s->in_call, true))
+        return sbx_fail(diag, SBX_E_BUSY, "sandbox is already in a call: a host function may not "
+                        "call into its own sandbox");
+    int rc = call_locked(s, name, args, nargs, ret, diag);
+    atomic_store(&s->in_call, false);
+    return rc;
+}
+
+static int call_locked(struct sbx_sandbox *s, const char *name, const struct sbx_value *args,
+                       size_t nargs, struct sbx_value *ret, struct sbx_diag *diag)
+{
     if (s->poisoned)
         return sbx_fail(diag, SBX_E_POISONED, "sandbox is poisoned by an earlier abort, fault or "
                         "timeout; restore or recreate it");
@@ -287,6 +307,21 @@ int sbx_sandbox_call(struct sbx_sandbox *s, const char *name, const struct sbx_v
 }
 
 bool sbx_sandbox_poisoned(const struct sbx_sandbox *s) { return s->poisoned; }
+
+/* The snapshot's state on a vCPU that never ran: its CPUID first (KVM fixes
+ * CPUID at the first KVM_RUN), then the rest. What the vCPU then holds,
+ * including MSRs the snapshot did not record (left at their power-on
+ * values), is what every reset puts back. */
+int sbx_sandbox_start_state(struct sbx_sandbox *s, const struct sbx_vcpu_state *st,
+                            struct sbx_diag *diag)
+{
+    int rc = st->ncpuid ? sbx_cpuid_set(&s->vm, st, diag) : 0;
+    if (rc || (rc = sbx_vcpu_load(&s->vm, st, diag)))
+        return rc;
+    if (!s->reset_state && !(s->reset_state = malloc(sizeof *s->reset_state)))
+        return sbx_fail(diag, SBX_E_NOMEM, "out of memory for the vCPU state");
+    return sbx_vcpu_save(&s->vm, s->reset_state, diag);
+}
 size_t sbx_sandbox_function_count(const struct sbx_sandbox *s) { return s->nfuncs; }
 
 static void func_info(const struct sbx_func *f, struct sbx_func_info *out)
@@ -320,6 +355,8 @@ void sbx_sandbox_destroy(struct sbx_sandbox *s)
         return;
     sbx_deadline_free(&s->deadline);
     sbx_vm_destroy(&s->vm);
+    sbx_template_release(s->tpl);
+    free(s->reset_state);
     free(s->host_fns);
     free(s->result);
     free(s);

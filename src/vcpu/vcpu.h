@@ -3,6 +3,8 @@
 #define SBX_VCPU_H
 
 #include <linux/kvm.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <time.h>
 
 #include "internal.h"
@@ -43,7 +45,10 @@ struct sbx_deadline {
     timer_t timer;
     bool has_timer;
     struct sbx_thread_tag owner;
+    pid_t pid;           /* process that created the timer */
     struct timespec end;
+    bool run_mask_set;   /* run_mask is the vCPU's KVM_SET_SIGNAL_MASK */
+    uint64_t run_mask;
 };
 
 struct sbx_func {
@@ -59,11 +64,13 @@ struct sbx_sandbox {
     struct sbx_func funcs[SBX_MAX_FUNCS];
     size_t nfuncs;
     bool poisoned;
+    atomic_bool in_call;     /* a call runs: a host function re-entering gets SBX_E_BUSY */
     uint32_t xchg_data_used; /* bytes of xchg.data holding this call's host-written data */
     struct sbx_deadline deadline; /* the calling thread's timer, kept between calls */
     uint32_t log_count;      /* guest log messages in this call, passed or dropped */
     uint32_t xchg_dirty_hi;  /* most xchg.data bytes the host wrote since restore or reset */
     const struct sbx_template *tpl; /* set when restored from a template: reset goes back to it */
+    struct sbx_vcpu_state *reset_state; /* the complete vCPU state reset puts back */
     uint8_t *result;         /* STR/BYTES results of the last call */
     size_t result_cap;
     /* what a snapshot records about the guest */
@@ -72,8 +79,15 @@ struct sbx_sandbox {
     uint64_t guest_hash;
 };
 
+/* template.c: drop a sandbox's reference; the last one frees the template. */
+void sbx_template_release(const struct sbx_template *t);
+
 /* sandbox.c: SBX_E_LIMIT unless mem_size is a valid guest memory size. */
 int sbx_check_mem_size(uint64_t mem_size, struct sbx_diag *diag);
+/* sandbox.c: give a vCPU that never ran the state st (CPUID included) and
+ * keep what it then holds as the state reset returns to. */
+int sbx_sandbox_start_state(struct sbx_sandbox *s, const struct sbx_vcpu_state *st,
+                            struct sbx_diag *diag);
 /* sandbox.c: allocate a sandbox with a resolved configuration, no VM yet. */
 int sbx_sandbox_alloc(const struct sbx_config *cfg, uint64_t mem_size, struct sbx_sandbox **out,
                       struct sbx_diag *diag);
@@ -134,6 +148,21 @@ static inline struct sbx_xchg *sbx_xchg(const struct sbx_vm *vm)
     return (struct sbx_xchg *)(vm->mem + SBX_LAYOUT_XCHG);
 }
 
+/* Guest memory is left out of host core dumps and of fork()ed children. */
+void sbx_mem_private(void *mem, uint64_t size);
+
+/* cpuid.c: what KVM supports (free the result), and the CPUID a guest sees,
+ * built from it into st->cpuid; sbx_cpuid_set gives st's CPUID to the vCPU. */
+#define SBX_MAX_CPUID_KVM 256u
+int sbx_cpuid_supported(int kvm_fd, struct kvm_cpuid2 **out, struct sbx_diag *diag);
+int sbx_cpuid_for_guest(int kvm_fd, struct sbx_vcpu_state *st, struct sbx_diag *diag);
+int sbx_cpuid_set(const struct sbx_vm *vm, const struct sbx_vcpu_state *st, struct sbx_diag *diag);
+
+/* msr.c: the MSRs of a guest's state on this host, sorted (list and n may be
+ * NULL to only probe). */
+int sbx_msr_list(const struct sbx_vm *vm, const uint32_t **list, uint32_t *n,
+                 struct sbx_diag *diag);
+
 /* x86.c */
 void sbx_x86_build_tables(struct sbx_vm *vm, const struct sbx_guest *g);
 int sbx_x86_set_initial_state(struct sbx_vm *vm, uint64_t entry, struct sbx_diag *diag);
@@ -144,12 +173,12 @@ int sbx_vcpu_finish_io(struct sbx_vm *vm, struct sbx_diag *diag);
 int sbx_vcpu_save(struct sbx_vm *vm, struct sbx_vcpu_state *st, struct sbx_diag *diag);
 int sbx_vcpu_load(struct sbx_vm *vm, const struct sbx_vcpu_state *st, struct sbx_diag *diag);
 
-/* deadline.c: install the no-op handler that lets the deadline signal
- * interrupt KVM_RUN, unless the signal already has a handler. Once per sandbox. */
-void sbx_install_deadline_handler(int signo);
-/* deadline.c: arm for ms from now, signalling the calling thread with signo. */
-int sbx_deadline_arm(struct sbx_deadline *dl, uint32_t ms, int signo, struct sbx_diag *diag);
-void sbx_deadline_disarm(struct sbx_deadline *dl);
+/* deadline.c: block signo in the calling thread (its old mask into *saved),
+ * let KVM_RUN take it, and arm the timer for ms from now. */
+int sbx_deadline_begin(struct sbx_deadline *dl, const struct sbx_vm *vm, uint32_t ms, int signo,
+                       sigset_t *saved, struct sbx_diag *diag);
+/* Disarm, take back a signal the timer sent, restore the thread's mask. */
+void sbx_deadline_finish(struct sbx_deadline *dl, int signo, const sigset_t *saved);
 bool sbx_deadline_passed(const struct sbx_deadline *dl);
 void sbx_deadline_free(struct sbx_deadline *dl);
 /* run.c: run the guest until it issues hypercall `until` (READY or RETURN). */

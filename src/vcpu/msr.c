@@ -1,0 +1,75 @@
+/* msr.c - which MSRs make up a guest's state: every MSR in KVM's index list
+ * that this host's KVM both reads and writes back for a vCPU with the guest
+ * CPUID (cpuid.c). MSRs a guest can write but KVM does not save cannot be
+ * put back by anyone; MSRs whose features the CPUID hides fail the probe and
+ * #GP in the guest. Probed once per process on the first vCPU, since it
+ * depends only on the host's kernel and CPU. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "vcpu.h"
+
+#define INDEX_LIST_MAX 1024u
+
+static pthread_mutex_t probe_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool probed;
+static uint32_t state_msrs[SBX_MAX_MSRS];
+static uint32_t nstate_msrs;
+
+struct one_msr {
+    struct kvm_msrs head;
+    struct kvm_msr_entry e;
+};
+
+static bool msr_round_trips(int vcpu_fd, uint32_t index)
+{
+    struct one_msr m = { .head.nmsrs = 1, .e.index = index };
+    if (ioctl(vcpu_fd, KVM_GET_MSRS, &m) != 1)
+        return false;
+    return ioctl(vcpu_fd, KVM_SET_MSRS, &m) == 1;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int probe(const struct sbx_vm *vm, struct sbx_diag *diag)
+{
+    struct {
+        struct kvm_msr_list head;
+        uint32_t idx[INDEX_LIST_MAX];
+    } list = { .head.nmsrs = INDEX_LIST_MAX };
+    if (ioctl(vm->kvm_fd, KVM_GET_MSR_INDEX_LIST, &list) < 0)
+        return sbx_vm_ioctl_fail(diag, "KVM_GET_MSR_INDEX_LIST");
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < list.head.nmsrs; i++) {
+        if (!msr_round_trips(vm->vcpu_fd, list.idx[i]))
+            continue;
+        if (n == SBX_MAX_MSRS)
+            return sbx_fail(diag, SBX_E_KVM, "KVM saves more than %u guest MSRs; snapbox "
+                            "cannot keep this host's complete vCPU state", SBX_MAX_MSRS);
+        state_msrs[n++] = list.idx[i];
+    }
+    qsort(state_msrs, n, sizeof *state_msrs, cmp_u32);
+    nstate_msrs = n;
+    return 0;
+}
+
+int sbx_msr_list(const struct sbx_vm *vm, const uint32_t **list, uint32_t *n,
+                 struct sbx_diag *diag)
+{
+    int rc = 0;
+    pthread_mutex_lock(&probe_lock);
+    if (!probed && (rc = probe(vm, diag)) == 0)
+        probed = true;
+    pthread_mutex_unlock(&probe_lock);
+    if (rc == 0 && list) {
+        *list = state_msrs;
+        *n = nstate_msrs;
+    }
+    return rc;
+}
