@@ -2,8 +2,12 @@
  * reset after calls that wrote memory and registers, many sandboxes in threads.
  * usage: test_template GUEST_DIR (tests/run-kvm.sh runs it natively or inside
  * the KVM VM). */
+#include <errno.h>
 #include <pthread.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "snapshot/snapshot.h"
 #include "testutil.h"
@@ -341,6 +345,57 @@ static void test_many_sandboxes_in_threads(void **state)
     sbx_template_free(t);
 }
 
+/* In a child: confined, the thread still restores, calls and resets, and a
+ * call outside the allowlist (a socket, a new program) is refused. */
+static int confined_child(const struct sbx_template *t)
+{
+    /* A pool made before confinement, as a server would; a VM of the parent
+     * cannot serve here (KVM binds a VM to the process that made it). */
+    struct sbx_pool *pool = NULL;
+    struct sbx_diag d = { 0 };
+    if (sbx_pool_create(SBX_U64(8) << 20, 1, &pool, &d))
+        return 9;
+    if (sbx_seccomp_confine(SBX_SECCOMP_ERRNO, &d))
+        return 10;
+    struct sbx_sandbox *s = NULL;
+    struct sbx_config cfg = { .deadline_ms = 5000 };
+    if (sbx_sandbox_from_template(t, &cfg, pool, &s, &d))
+        return 11;
+    struct sbx_value r;
+    for (int i = 0; i < 3; i++) {
+        if (sbx_sandbox_call(s, "counter", NULL, 0, &r, &d) || r.u.u64 != 4)
+            return 12;
+        if (sbx_sandbox_reset(s, &d))
+            return 13;
+    }
+    if (socket(AF_INET, SOCK_STREAM, 0) != -1 || errno != EPERM)
+        return 14;
+    char *argv[] = { "/bin/true", NULL };
+    execv(argv[0], argv);
+    if (errno != EPERM)
+        return 15;
+    sbx_sandbox_destroy(s);
+    return 0;
+}
+
+static void test_seccomp_confines_a_serving_thread(void **state)
+{
+    (void)state;
+    struct sbx_template *t = demo_template(SBX_U64(8) << 20, 3);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(confined_child(t)); /* _exit: no leak check, which needs ptrace */
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    struct sbx_diag bad = { 0 };
+    assert_int_equal(sbx_seccomp_confine(0x80, &bad), SBX_E_INVAL);
+    sbx_template_free(t);
+}
+
 int main(int argc, char **argv)
 {
     snprintf(guest_dir, sizeof guest_dir, "%s", argc > 1 ? argv[1] : "build/guests");
@@ -354,6 +409,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_pool_rejects_bad_size_and_skips_other_sizes),
         cmocka_unit_test(test_deadline_follows_the_calling_thread),
         cmocka_unit_test(test_many_sandboxes_in_threads),
+        cmocka_unit_test(test_seccomp_confines_a_serving_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

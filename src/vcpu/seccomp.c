@@ -23,7 +23,7 @@ static const int allowed[] = {
     SCMP_SYS(timer_delete), SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigtimedwait),
     SCMP_SYS(rt_sigreturn), SCMP_SYS(clock_gettime), SCMP_SYS(gettid), SCMP_SYS(getpid),
     SCMP_SYS(clock_nanosleep), SCMP_SYS(nanosleep), SCMP_SYS(sched_yield),
-    SCMP_SYS(restart_syscall),
+    SCMP_SYS(restart_syscall), SCMP_SYS(sigaltstack),
     SCMP_SYS(exit), SCMP_SYS(exit_group),
 };
 
