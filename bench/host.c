@@ -48,7 +48,7 @@ static struct sbx_snapshot *encode(const uint8_t *mem, uint64_t size)
 {
     static struct sbx_vcpu_state st;
     static const struct sbx_cpu_facts cpu = { .vendor = "bench-cpu   " };
-    static const struct sbx_func fn = { .name = "nop", .ret = SBX_T_I32 };
+    static const struct sbx_func fn = { .name = "nop", .ret_type = SBX_T_I32 };
     struct sbx_snap_input in = { .mem = mem, .mem_size = size, .state = &st, .cpu = &cpu,
                                  .funcs = &fn, .nfuncs = 1 };
     struct sbx_snapshot *snap = calloc(1, sizeof *snap);

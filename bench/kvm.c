@@ -29,7 +29,8 @@ static void must(int rc, const struct sbx_diag *d, const char *what)
 
 static struct sbx_config config(uint64_t size, enum sbx_mem_mode mode)
 {
-    return (struct sbx_config){ .mem_size = size, .deadline_ms = 60000, .mem_mode = mode };
+    return (struct sbx_config){ .sz = sizeof(struct sbx_config), .mem_size = size,
+                                .deadline_ms = 60000, .mem_mode = mode };
 }
 
 static double call_nop(struct sbx_sandbox *s)

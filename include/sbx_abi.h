@@ -6,6 +6,12 @@
  * operations, the value encoding and the exchange area. It is freestanding C11
  * (only <stdint.h>), so the guest library includes it unchanged.
  *
+ * It is a contract of its own, apart from the host API (snapbox.h), which
+ * does not include it: wire names carry SBX_ABI_ (type codes, log levels,
+ * limits), and the host maps API values to wire values in one place
+ * (src/vcpu/value.c). The layout checks are C11 _Static_asserts, skipped by
+ * a C++ compiler.
+ *
  * Any change to a struct or constant here changes the ABI: bump SBX_ABI_VERSION.
  * The ABI version is part of the version the host checks a guest's note against.
  */
@@ -36,8 +42,15 @@
 #define SBX_NOTE_OWNER "snapbox"
 #define SBX_NOTE_OWNER_SIZE 8
 #define SBX_NOTE_TYPE_VERSION 0x53420001
-#define SBX_VERSION_STRING_MAX 32
+#define SBX_ABI_VERSION_STRING_MAX 32
 #define SBX_NOTE_DESC_SIZE 48
+
+/* Layout checks: C11 only (C++ spells it static_assert). */
+#if !defined(__ASSEMBLER__) && !defined(__cplusplus)
+#define SBX_ABI_ASSERT(cond, what) _Static_assert(cond, what)
+#else
+#define SBX_ABI_ASSERT(cond, what)
+#endif
 
 #ifndef __ASSEMBLER__
 struct sbx_note_version_desc {
@@ -45,9 +58,9 @@ struct sbx_note_version_desc {
     uint32_t minor;
     uint32_t patch;
     uint32_t abi;
-    char version[SBX_VERSION_STRING_MAX]; /* "MAJOR.MINOR.PATCH", NUL-terminated */
+    char version[SBX_ABI_VERSION_STRING_MAX]; /* "MAJOR.MINOR.PATCH", NUL-terminated */
 };
-_Static_assert(sizeof(struct sbx_note_version_desc) == SBX_NOTE_DESC_SIZE, "note descriptor layout");
+SBX_ABI_ASSERT(sizeof(struct sbx_note_version_desc) == SBX_NOTE_DESC_SIZE, "note descriptor layout");
 #endif /* __ASSEMBLER__ */
 
 /* ---- Guest-physical memory layout ----------------------------------------
@@ -98,29 +111,30 @@ _Static_assert(sizeof(struct sbx_note_version_desc) == SBX_NOTE_DESC_SIZE, "note
 #define SBX_XCHG_OFF_HC_A0 8
 #define SBX_XCHG_OFF_HC_A1 16
 #define SBX_XCHG_OFF_RET 240
-#define SBX_T_I64_ASM 2
+#define SBX_ABI_T_I64_ASM 2
 
 #ifndef __ASSEMBLER__
 
 /* ---- Values ----------------------------------------------------------------- */
-enum sbx_type {
-    SBX_T_VOID = 0,
-    SBX_T_I32 = 1,
-    SBX_T_I64 = 2,
-    SBX_T_U64 = 3,
-    SBX_T_F64 = 4,
-    SBX_T_BOOL = 5,
-    SBX_T_STR = 6,   /* UTF-8 bytes, not NUL-terminated on the wire */
-    SBX_T_BYTES = 7,
-    SBX_T_COUNT_
+/* Type codes on the wire (values, function tables). */
+enum sbx_abi_type {
+    SBX_ABI_T_VOID = 0,
+    SBX_ABI_T_I32 = 1,
+    SBX_ABI_T_I64 = 2,
+    SBX_ABI_T_U64 = 3,
+    SBX_ABI_T_F64 = 4,
+    SBX_ABI_T_BOOL = 5,
+    SBX_ABI_T_STR = 6,   /* UTF-8 bytes, not NUL-terminated on the wire */
+    SBX_ABI_T_BYTES = 7,
+    SBX_ABI_T_COUNT_
 };
-#define SBX_MAX_ARGS 8u
-#define SBX_MAX_NAME 64u     /* longest function name, in bytes */
-#define SBX_MAX_FUNCS 64u    /* functions a guest may register */
+#define SBX_ABI_MAX_ARGS 8u
+#define SBX_ABI_MAX_NAME 64u     /* longest function name, in bytes */
+#define SBX_ABI_MAX_FUNCS 64u    /* functions a guest may register */
 
 /* A value as it crosses the boundary. Strings and bytes are (gpa, len) pairs. */
 struct sbx_abi_value {
-    uint32_t type; /* enum sbx_type */
+    uint32_t type; /* enum sbx_abi_type */
     uint32_t reserved;
     union {
         int64_t i64; /* also I32 and BOOL (0 or 1) */
@@ -132,7 +146,7 @@ struct sbx_abi_value {
         } buf;
     } u;
 };
-_Static_assert(sizeof(struct sbx_abi_value) == 24, "value layout");
+SBX_ABI_ASSERT(sizeof(struct sbx_abi_value) == 24, "value layout");
 
 /* One guest function, as the guest publishes it at READY. */
 struct sbx_abi_func {
@@ -140,11 +154,11 @@ struct sbx_abi_func {
     uint32_t name_len;
     uint8_t ret_type;
     uint8_t nargs;
-    uint8_t arg_types[SBX_MAX_ARGS];
+    uint8_t arg_types[SBX_ABI_MAX_ARGS];
     uint8_t reserved[2];
     uint64_t entry; /* guest-private: the function's address */
 };
-_Static_assert(sizeof(struct sbx_abi_func) == 32, "function entry layout");
+SBX_ABI_ASSERT(sizeof(struct sbx_abi_func) == 32, "function entry layout");
 
 /* ---- Exchange area ------------------------------------------------------------
  * At SBX_LAYOUT_XCHG. Host-written strings and bytes (call arguments, host
@@ -160,7 +174,7 @@ struct sbx_xchg {
     /* call request, host -> guest (function index into the guest's table) */
     uint32_t call_index;
     uint32_t nargs;
-    struct sbx_abi_value args[SBX_MAX_ARGS]; /* also host-call args, guest -> host */
+    struct sbx_abi_value args[SBX_ABI_MAX_ARGS]; /* also host-call args, guest -> host */
     struct sbx_abi_value ret;                /* call result / host-call result */
     int32_t host_status;                     /* host call: 0 ok, negative error */
     uint32_t data_used;
@@ -169,20 +183,20 @@ struct sbx_xchg {
     uint8_t data[]; /* to SBX_LAYOUT_XCHG + SBX_LAYOUT_XCHG_SIZE */
 };
 #define SBX_XCHG_HEADER_SIZE 512u
-_Static_assert(sizeof(struct sbx_xchg) == SBX_XCHG_HEADER_SIZE, "exchange area layout");
-_Static_assert(__builtin_offsetof(struct sbx_xchg, hc_a) == SBX_XCHG_OFF_HC_A0, "xchg offsets");
-_Static_assert(__builtin_offsetof(struct sbx_xchg, hc_a) + 8 == SBX_XCHG_OFF_HC_A1, "xchg offsets");
-_Static_assert(__builtin_offsetof(struct sbx_xchg, ret) == SBX_XCHG_OFF_RET, "xchg offsets");
-_Static_assert(SBX_T_I64 == SBX_T_I64_ASM, "type codes");
+SBX_ABI_ASSERT(sizeof(struct sbx_xchg) == SBX_XCHG_HEADER_SIZE, "exchange area layout");
+SBX_ABI_ASSERT(__builtin_offsetof(struct sbx_xchg, hc_a) == SBX_XCHG_OFF_HC_A0, "xchg offsets");
+SBX_ABI_ASSERT(__builtin_offsetof(struct sbx_xchg, hc_a) + 8 == SBX_XCHG_OFF_HC_A1, "xchg offsets");
+SBX_ABI_ASSERT(__builtin_offsetof(struct sbx_xchg, ret) == SBX_XCHG_OFF_RET, "xchg offsets");
+SBX_ABI_ASSERT(SBX_ABI_T_I64 == SBX_ABI_T_I64_ASM, "type codes");
 #define SBX_XCHG_DATA_GPA (SBX_LAYOUT_XCHG + SBX_XCHG_HEADER_SIZE)
 #define SBX_XCHG_DATA_SIZE (SBX_LAYOUT_XCHG_SIZE - SBX_XCHG_HEADER_SIZE)
 
-/* Guest log levels (also used by the host's log callback). */
-enum sbx_log_level {
-    SBX_LOG_ERROR = 0,
-    SBX_LOG_WARN = 1,
-    SBX_LOG_INFO = 2,
-    SBX_LOG_DEBUG = 3,
+/* Guest log levels, as SBX_HC_LOG carries them in hc.a0. */
+enum sbx_abi_log_level {
+    SBX_ABI_LOG_ERROR = 0,
+    SBX_ABI_LOG_WARN = 1,
+    SBX_ABI_LOG_INFO = 2,
+    SBX_ABI_LOG_DEBUG = 3,
 };
 
 #endif /* __ASSEMBLER__ */

@@ -14,6 +14,17 @@
  * - Ownership: handles are freed by their own free/destroy function. Strings
  *   and bytes that the library returns point into memory owned by the handle
  *   they came from; each function says how long they stay valid.
+ * - Structs that grow: every struct a caller fills (options, configuration)
+ *   or receives (info) begins with `size_t sz`, the size the caller was
+ *   compiled with; declare them with SBX_OPTS. An older caller (smaller sz)
+ *   gets the defaults for the fields it does not know, and receives only the
+ *   fields it knows; a newer caller (larger sz) is accepted when the fields
+ *   this library does not know are zero, else refused with SBX_E_INVAL.
+ *   New fields are only ever added at the end.
+ * - This header is the host API only. The guest ABI (memory layout, exchange
+ *   area, wire encoding) is a separate contract with its own version, in
+ *   sbx_abi.h, which host programs never need. C and C++ both compile this
+ *   header.
  */
 #ifndef SNAPBOX_H
 #define SNAPBOX_H
@@ -22,14 +33,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sbx_abi.h"
-
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 /* Marks the functions libsnapbox.so exports; everything else stays hidden. */
 #define SBX_API __attribute__((visibility("default")))
+
+/* Declare a struct TYPE that carries its size, with designated initialisers:
+ *     SBX_OPTS(sbx_config, cfg, .deadline_ms = 100, .log = my_log);
+ * Fields not named are zero, which means "the default" for every field.
+ * C++ (designated initialisers are C++20, and in order): value-initialise and
+ * set sz by hand:
+ *     sbx_config cfg{}; cfg.sz = sizeof cfg; cfg.deadline_ms = 100; */
+#define SBX_OPTS(TYPE, NAME, ...) struct TYPE NAME = { .sz = sizeof(struct TYPE), __VA_ARGS__ }
 
 /* ---- Errors ----------------------------------------------------------------- */
 enum sbx_error {
@@ -67,25 +84,41 @@ struct sbx_fault_info {
     uint64_t error_code; /* the CPU's error code, where the vector has one */
 };
 
+/* Filled by the library, never read by it, passed to nearly every call: it
+ * has no sz (a forgotten sz would silence every error). Its size is fixed for
+ * this major version; fields added later take the reserved room, which the
+ * library leaves zero, so storage declared by an older caller always fits. */
 struct sbx_diag {
     int code;                   /* enum sbx_error */
     char msg[SBX_DIAG_MSG_MAX]; /* human message, NUL-terminated */
     struct sbx_fault_info fault; /* set with SBX_E_GUEST_FAULT */
     int32_t abort_code;         /* set with SBX_E_GUEST_ABORT */
+    uint32_t reserved_[15];     /* room for later fields */
 };
 
 /* Static text for an error code ("guest version mismatch", ...). */
 SBX_API const char *sbx_strerror(int code);
 
 /* ---- Logging ---------------------------------------------------------------- */
+enum sbx_log_level {
+    SBX_LOG_ERROR = 0,
+    SBX_LOG_WARN = 1,
+    SBX_LOG_INFO = 2,
+    SBX_LOG_DEBUG = 3,
+};
+
 /* Receives library warnings and guest log messages; msg is valid during the call. */
 typedef void (*sbx_log_fn)(void *ctx, enum sbx_log_level level, const char *msg);
 
 /* ---- Versions ----------------------------------------------------------------- */
+#define SBX_VERSION_STRING_MAX 32 /* bytes of sbx_version.string, NUL included */
+
+/* A snapbox release and the guest ABI version it speaks. Fixed layout: it is
+ * embedded in struct sbx_snapshot_info and never grows. */
 struct sbx_version {
     uint32_t major, minor, patch;
-    uint32_t abi; /* SBX_ABI_VERSION of the guest/host ABI */
-    char string[SBX_VERSION_STRING_MAX];
+    uint32_t abi; /* version of the guest ABI (sbx_abi.h) */
+    char string[SBX_VERSION_STRING_MAX]; /* "MAJOR.MINOR.PATCH", NUL-terminated */
 };
 
 enum sbx_version_policy {
@@ -106,6 +139,7 @@ SBX_API int sbx_version_check(const struct sbx_version *host, const struct sbx_v
 struct sbx_guest;
 
 struct sbx_load_opts {
+    size_t sz;          /* sizeof(struct sbx_load_opts): use SBX_OPTS */
     enum sbx_version_policy policy;
     bool require_note;  /* reject a guest without a version note */
     sbx_log_fn log;     /* optional: warnings (e.g. "no version note") */
@@ -150,6 +184,23 @@ SBX_API enum sbx_note_source sbx_guest_note(const struct sbx_guest *g, struct sb
 SBX_API uint64_t sbx_guest_hash(const struct sbx_guest *g);
 
 /* ---- Values --------------------------------------------------------------------- */
+enum sbx_type {
+    SBX_T_VOID = 0, /* return type only */
+    SBX_T_I32 = 1,
+    SBX_T_I64 = 2,
+    SBX_T_U64 = 3,
+    SBX_T_F64 = 4,
+    SBX_T_BOOL = 5,
+    SBX_T_STR = 6,   /* UTF-8 bytes, not necessarily NUL-terminated */
+    SBX_T_BYTES = 7,
+};
+
+/* Limits of a function signature, for guest and host functions alike. */
+#define SBX_MAX_ARGS 8u  /* arguments a function takes at most */
+#define SBX_MAX_NAME 64u /* bytes of a function name at most: [A-Za-z0-9_], 1..64 */
+
+/* A typed value, as arguments and results. An array element of a call's
+ * arguments: its layout is fixed and never grows. */
 struct sbx_value {
     enum sbx_type type;
     union {
@@ -178,14 +229,25 @@ struct sbx_sandbox;
 typedef int (*sbx_host_cb)(void *ctx, const struct sbx_value *args, size_t nargs,
                            struct sbx_value *ret);
 
-struct sbx_host_fn {
-    const char *name;
-    enum sbx_type ret;
-    uint8_t nargs;
-    enum sbx_type args[SBX_MAX_ARGS];
-    sbx_host_cb fn;
-    void *ctx;
-};
+/* A set of host functions, built once and given to any number of sandboxes
+ * through sbx_config.host_fns. A sandbox holds a reference to the set, so
+ * the caller may free it right after creating sandboxes; the set lives until
+ * the last of them is destroyed. A set that a sandbox uses is frozen: adding
+ * to it fails with SBX_E_BUSY. Build a set in one thread; once frozen it may
+ * be shared by sandboxes in any number of threads. */
+struct sbx_host_fns;
+
+SBX_API int sbx_host_fns_new(struct sbx_host_fns **out, struct sbx_diag *diag);
+/* Add name (1..SBX_MAX_NAME characters of [A-Za-z0-9_], copied) returning
+ * ret and taking nargs (at most SBX_MAX_ARGS) arguments of types args[]
+ * (copied; no SBX_T_VOID). fn(ctx, ...) is called for each guest call.
+ * SBX_E_INVAL for a bad name or signature or a name already in the set. */
+SBX_API int sbx_host_fns_add(struct sbx_host_fns *h, const char *name, enum sbx_type ret,
+                             size_t nargs, const enum sbx_type *args, sbx_host_cb fn, void *ctx,
+                             struct sbx_diag *diag);
+SBX_API size_t sbx_host_fns_count(const struct sbx_host_fns *h);
+/* Drop the caller's reference; NULL is ignored. */
+SBX_API void sbx_host_fns_free(struct sbx_host_fns *h);
 
 /* How a sandbox restored from a template (sbx_sandbox_from_template) holds
  * its memory and how sbx_sandbox_reset puts it back. */
@@ -201,17 +263,17 @@ enum sbx_mem_mode {
     SBX_MEM_COW = 2,
 };
 
-#define SBX_DEFAULT_MEM_SIZE (SBX_U64(8) << 20)
+/* Guest memory: a multiple of 2 MiB from SBX_MEM_SIZE_MIN to SBX_MEM_SIZE_MAX. */
+#define SBX_MEM_SIZE_MIN (UINT64_C(4) << 20)
+#define SBX_MEM_SIZE_MAX (UINT64_C(1) << 30)
+#define SBX_DEFAULT_MEM_SIZE (UINT64_C(8) << 20)
 #define SBX_DEFAULT_DEADLINE_MS 1000u
 #define SBX_DEFAULT_MAX_LOG_PER_CALL 1000u
 
 struct sbx_config {
-    uint64_t mem_size;       /* 0: SBX_DEFAULT_MEM_SIZE; SBX_MEM_MIN..SBX_MEM_MAX, 2 MiB multiple */
+    size_t sz;               /* sizeof(struct sbx_config): use SBX_OPTS */
+    uint64_t mem_size;       /* 0: SBX_DEFAULT_MEM_SIZE; see SBX_MEM_SIZE_MIN */
     uint32_t deadline_ms;    /* per call (and for init); 0: SBX_DEFAULT_DEADLINE_MS */
-    sbx_log_fn log;          /* guest log messages and library warnings; may be NULL */
-    void *log_ctx;
-    const struct sbx_host_fn *host_fns; /* copied at create; names must stay valid */
-    size_t n_host_fns;
     /* Signal sent to the calling thread to interrupt KVM_RUN at the deadline;
      * 0 means SIGRTMIN+1. It is reserved for snapbox in threads that call
      * sandboxes: during a call it is blocked in the thread and unblocked only
@@ -219,6 +281,11 @@ struct sbx_config {
      * mask and the signal's disposition, and never interrupts host functions;
      * one that the timer sent is taken back before the call returns. */
     int deadline_signal;
+    sbx_log_fn log;          /* guest log messages and library warnings; may be NULL */
+    void *log_ctx;
+    /* Functions the guest may call; NULL for none. The sandbox holds a
+     * reference (see struct sbx_host_fns): the caller may free its own. */
+    const struct sbx_host_fns *host_fns;
     enum sbx_mem_mode mem_mode; /* templates only; see enum sbx_mem_mode */
     /* Guest log messages passed to log per call (and per initialisation);
      * the rest are dropped and counted in one warning at the end of the call,
@@ -245,20 +312,24 @@ SBX_API int sbx_sandbox_call(struct sbx_sandbox *s, const char *name, const stru
 
 SBX_API bool sbx_sandbox_poisoned(const struct sbx_sandbox *s);
 
-/* A guest function's signature, as the guest registered it. */
+/* A guest function's signature, as the guest registered it. Set out->sz
+ * (SBX_OPTS) before asking; name and args point into the sandbox or snapshot
+ * it came from and stay valid while that lives. */
 struct sbx_func_info {
-    const char *name; /* valid while the sandbox lives */
+    size_t sz;                 /* sizeof(struct sbx_func_info): use SBX_OPTS */
+    const char *name;          /* NUL-terminated */
+    const enum sbx_type *args; /* nargs argument types */
+    size_t nargs;
     enum sbx_type ret;
-    uint8_t nargs;
-    enum sbx_type args[SBX_MAX_ARGS];
 };
 
 SBX_API size_t sbx_sandbox_function_count(const struct sbx_sandbox *s);
-/* 0 and *out filled, or SBX_E_INVAL if i is out of range. */
-SBX_API int sbx_sandbox_function(const struct sbx_sandbox *s, size_t i, struct sbx_func_info *out);
+/* 0 and *out filled, or SBX_E_INVAL if i is out of range or out->sz is bad. */
+SBX_API int sbx_sandbox_function(const struct sbx_sandbox *s, size_t i, struct sbx_func_info *out,
+                                 struct sbx_diag *diag);
 /* The function named name, or SBX_E_NO_FUNC. */
 SBX_API int sbx_sandbox_find_function(const struct sbx_sandbox *s, const char *name,
-                              struct sbx_func_info *out);
+                                      struct sbx_func_info *out, struct sbx_diag *diag);
 
 SBX_API void sbx_sandbox_destroy(struct sbx_sandbox *s);
 
@@ -283,21 +354,26 @@ SBX_API int sbx_seccomp_confine(unsigned flags, struct sbx_diag *diag);
 struct sbx_snapshot;
 
 struct sbx_snapshot_opts {
-    bool hc; /* LZ4HC: smaller files, slower capture */
+    size_t sz; /* sizeof(struct sbx_snapshot_opts): use SBX_OPTS */
+    bool hc;   /* LZ4HC: smaller files, slower capture */
 };
 
 /* Limits on untrusted files; 0 picks the default. A file over a limit is
  * rejected with SBX_E_LIMIT before more of it is read. */
-#define SBX_SNAP_DEFAULT_MAX_FILE (SBX_U64(2) << 30)    /* any valid 1 GiB guest fits */
-#define SBX_SNAP_DEFAULT_MAX_CHUNKS (SBX_MEM_MAX / SBX_PAGE_SIZE)
+#define SBX_GUEST_PAGE_SIZE 4096u /* the unit of sbx_snapshot_info.nonzero_pages */
+#define SBX_SNAP_DEFAULT_MAX_FILE (UINT64_C(2) << 30) /* any valid 1 GiB guest fits */
+#define SBX_SNAP_DEFAULT_MAX_CHUNKS (SBX_MEM_SIZE_MAX / SBX_GUEST_PAGE_SIZE)
 
 struct sbx_snapshot_open_opts {
+    size_t sz;                      /* sizeof(struct sbx_snapshot_open_opts): use SBX_OPTS */
     enum sbx_version_policy policy; /* for the host version that wrote the file */
-    uint64_t max_file_size;         /* bytes; 0: SBX_SNAP_DEFAULT_MAX_FILE */
     uint32_t max_chunks;            /* 0: SBX_SNAP_DEFAULT_MAX_CHUNKS */
+    uint64_t max_file_size;         /* bytes; 0: SBX_SNAP_DEFAULT_MAX_FILE */
 };
 
+/* Set sz (SBX_OPTS) before sbx_snapshot_info fills it. */
 struct sbx_snapshot_info {
+    size_t sz; /* sizeof(struct sbx_snapshot_info): use SBX_OPTS */
     uint32_t format;
     struct sbx_version host;  /* snapbox that wrote it */
     struct sbx_version guest; /* valid if guest_has_note */
@@ -346,10 +422,13 @@ SBX_API int sbx_snapshot_check_compat(const struct sbx_snapshot *snap,
 /* Decompress every chunk into scratch memory and check its size (no KVM). */
 SBX_API int sbx_snapshot_verify(const struct sbx_snapshot *snap, struct sbx_diag *diag);
 
-SBX_API void sbx_snapshot_info(const struct sbx_snapshot *snap, struct sbx_snapshot_info *out);
-/* The i-th guest function; name valid while snap lives. 0 or SBX_E_INVAL. */
+/* Fill *out up to out->sz; SBX_E_INVAL if out->sz is bad. */
+SBX_API int sbx_snapshot_info(const struct sbx_snapshot *snap, struct sbx_snapshot_info *out,
+                              struct sbx_diag *diag);
+/* The i-th guest function; name and args valid while snap lives. 0, or
+ * SBX_E_INVAL if i is out of range or out->sz is bad. */
 SBX_API int sbx_snapshot_function(const struct sbx_snapshot *snap, size_t i,
-                                  struct sbx_func_info *out);
+                                  struct sbx_func_info *out, struct sbx_diag *diag);
 SBX_API void sbx_snapshot_free(struct sbx_snapshot *snap);
 
 /* Create a sandbox in the state the snapshot froze. cfg supplies the deadline,

@@ -9,6 +9,9 @@
 
 #define SBX_MAX_SEGMENTS 16u
 #define SBX_MAX_GUEST_FILE (64u << 20) /* largest ELF file we read */
+#define SBX_T_COUNT_ (SBX_T_BYTES + 1) /* API type codes are 0..SBX_T_COUNT_ - 1 */
+
+#define sbx_offsetofend(TYPE, FIELD) (offsetof(TYPE, FIELD) + sizeof(((TYPE *)0)->FIELD))
 
 struct sbx_guest {
     char *path;
@@ -38,9 +41,23 @@ void sbx_logf(sbx_log_fn log, void *ctx, enum sbx_log_level level, const char *f
 
 /* names.c: a function name is 1..SBX_MAX_NAME characters of [A-Za-z0-9_];
  * a signature has a valid return type and at most SBX_MAX_ARGS non-void
- * argument types. */
+ * argument types. Wire and file type codes are converted to enum sbx_type
+ * (src/vcpu/value.c) before this rule sees them. */
 bool sbx_valid_func_name(const char *name, size_t len);
-bool sbx_valid_signature(unsigned ret, unsigned nargs, const uint8_t *args);
+bool sbx_valid_signature(enum sbx_type ret, size_t nargs, const enum sbx_type *args);
+
+/* opts.c: the one copy of a caller's sized struct (those that begin with
+ * size_t sz). sbx_opts_in copies src (NULL: all zero, the defaults) into
+ * dst, the library's own dst_size-byte version: a smaller sz leaves the
+ * fields it lacks zero, a larger one is accepted only if the bytes this
+ * library does not know are zero. sbx_opts_out copies the library's
+ * src_size-byte src into the caller's dst up to dst's sz, zeroing what the
+ * caller has beyond src_size. Both: SBX_E_INVAL naming struct `name` for an
+ * sz too small to hold sz itself. */
+int sbx_opts_in(void *dst, size_t dst_size, const void *src, const char *name,
+                struct sbx_diag *diag);
+int sbx_opts_out(void *dst, const void *src, size_t src_size, const char *name,
+                 struct sbx_diag *diag);
 
 /* io.c: 0, or -1 with errno set. */
 int sbx_pread_all(int fd, void *buf, size_t len, off_t off);

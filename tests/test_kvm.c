@@ -37,23 +37,34 @@ static int host_greet(void *ctx, const struct sbx_value *args, size_t nargs, str
     return 0;
 }
 
+/* host_add and host_greet, as the demo guest calls them; the caller frees
+ * the set as soon as its sandboxes exist (they hold their own reference). */
+static struct sbx_host_fns *demo_host_fns(struct fixture *f)
+{
+    static const enum sbx_type add_args[] = { SBX_T_I64, SBX_T_I64 }, greet_args[] = { SBX_T_STR };
+    struct sbx_host_fns *h = NULL;
+    struct sbx_diag d = { 0 };
+    if (sbx_host_fns_new(&h, &d) ||
+        sbx_host_fns_add(h, "host_add", SBX_T_I64, 2, add_args, host_add, f, &d) ||
+        sbx_host_fns_add(h, "host_greet", SBX_T_STR, 1, greet_args, host_greet, NULL, &d))
+        fail_msg("host functions: %s", d.msg);
+    return h;
+}
+
 static void open_guest(struct fixture *f, const char *name, uint32_t deadline_ms, bool with_host_fns)
 {
     char path[600];
     snprintf(path, sizeof path, "%s/%s", guest_dir, name);
     struct sbx_diag diag = { 0 };
-    struct sbx_load_opts opts = { .log = tu_log_cb, .log_ctx = &f->log };
+    SBX_OPTS(sbx_load_opts, opts, .log = tu_log_cb, .log_ctx = &f->log);
     if (sbx_guest_load(path, &opts, &f->guest, &diag))
         fail_msg("load %s: %s", path, diag.msg);
-    const struct sbx_host_fn fns[] = {
-        { .name = "host_add", .ret = SBX_T_I64, .nargs = 2, .args = { SBX_T_I64, SBX_T_I64 },
-          .fn = host_add, .ctx = f },
-        { .name = "host_greet", .ret = SBX_T_STR, .nargs = 1, .args = { SBX_T_STR }, .fn = host_greet },
-    };
-    struct sbx_config cfg = { .deadline_ms = deadline_ms, .log = tu_log_cb, .log_ctx = &f->log,
-                              .host_fns = with_host_fns ? fns : NULL,
-                              .n_host_fns = with_host_fns ? 2 : 0 };
-    if (sbx_sandbox_create(f->guest, &cfg, &f->sbx, &diag))
+    struct sbx_host_fns *fns = with_host_fns ? demo_host_fns(f) : NULL;
+    SBX_OPTS(sbx_config, cfg, .deadline_ms = deadline_ms, .log = tu_log_cb, .log_ctx = &f->log,
+             .host_fns = fns);
+    int rc = sbx_sandbox_create(f->guest, &cfg, &f->sbx, &diag);
+    sbx_host_fns_free(fns);
+    if (rc)
         fail_msg("create %s: %s", path, diag.msg);
 }
 
@@ -228,8 +239,8 @@ static void test_calls_rejected_before_running(void **state)
 static void test_function_table(void **state)
 {
     struct fixture *f = *state;
-    struct sbx_func_info fi;
-    assert_int_equal(sbx_sandbox_find_function(f->sbx, "fmul", &fi), 0);
+    SBX_OPTS(sbx_func_info, fi);
+    assert_int_equal(sbx_sandbox_find_function(f->sbx, "fmul", &fi, NULL), 0);
     assert_int_equal(fi.ret, SBX_T_F64);
     assert_int_equal(fi.nargs, 2);
     assert_int_equal(fi.args[1], SBX_T_F64);
@@ -376,7 +387,7 @@ static void test_config_limits(void **state)
     struct sbx_diag d = { 0 };
     assert_int_equal(sbx_guest_load(path, NULL, &g, &d), 0);
     struct sbx_sandbox *s = NULL;
-    struct sbx_config cfg = { .mem_size = 3ull << 20 };
+    SBX_OPTS(sbx_config, cfg, .mem_size = 3ull << 20);
     assert_int_equal(sbx_sandbox_create(g, &cfg, &s, &d), SBX_E_LIMIT);
     cfg.mem_size = 2ull << 30;
     assert_int_equal(sbx_sandbox_create(g, &cfg, &s, &d), SBX_E_LIMIT);
@@ -409,12 +420,13 @@ static void test_flooding_guest_is_bounded(void **state)
     struct sbx_diag d = { 0 };
     struct tu_log log = { 0 };
     int echoes = 0;
-    const struct sbx_host_fn fns[] = {
-        { .name = "host_echo", .ret = SBX_T_STR, .nargs = 1, .args = { SBX_T_STR },
-          .fn = host_echo, .ctx = &echoes },
-    };
-    struct sbx_config cfg = { .deadline_ms = 20000, .log = tu_log_cb, .log_ctx = &log,
-                              .max_log_per_call = 50, .host_fns = fns, .n_host_fns = 1 };
+    static const enum sbx_type echo_args[] = { SBX_T_STR };
+    struct sbx_host_fns *fns = NULL;
+    assert_int_equal(sbx_host_fns_new(&fns, &d), 0);
+    assert_int_equal(sbx_host_fns_add(fns, "host_echo", SBX_T_STR, 1, echo_args, host_echo,
+                                      &echoes, &d), 0);
+    SBX_OPTS(sbx_config, cfg, .deadline_ms = 20000, .log = tu_log_cb, .log_ctx = &log,
+             .max_log_per_call = 50, .host_fns = fns);
     struct sbx_sandbox *s = NULL;
     assert_int_equal(sbx_guest_load(path, NULL, &g, &d), 0);
     assert_int_equal(sbx_sandbox_create(g, &cfg, &s, &d), 0);
@@ -433,6 +445,7 @@ static void test_flooding_guest_is_bounded(void **state)
     assert_int_equal(sbx_sandbox_call(s, "host_flood", &n, 1, &refused, &d), 0);
     assert_int_equal(refused.u.u64, 600 - (SBX_XCHG_DATA_SIZE / 1024)); /* each call starts afresh */
     sbx_sandbox_destroy(s);
+    sbx_host_fns_free(fns);
     sbx_guest_free(g);
 }
 
@@ -463,13 +476,11 @@ static struct sbx_sandbox *restore_file(const char *path, struct fixture *f)
     struct sbx_diag d = { 0 };
     if (sbx_snapshot_open(path, NULL, &snap, &d))
         fail_msg("open %s: %s", path, d.msg);
-    const struct sbx_host_fn fns[] = {
-        { .name = "host_add", .ret = SBX_T_I64, .nargs = 2, .args = { SBX_T_I64, SBX_T_I64 },
-          .fn = host_add, .ctx = f },
-        { .name = "host_greet", .ret = SBX_T_STR, .nargs = 1, .args = { SBX_T_STR }, .fn = host_greet },
-    };
-    struct sbx_config cfg = { .log = tu_log_cb, .log_ctx = &f->log, .host_fns = fns, .n_host_fns = 2 };
-    if (sbx_sandbox_restore(snap, &cfg, &s, &d))
+    struct sbx_host_fns *fns = demo_host_fns(f);
+    SBX_OPTS(sbx_config, cfg, .log = tu_log_cb, .log_ctx = &f->log, .host_fns = fns);
+    int rc = sbx_sandbox_restore(snap, &cfg, &s, &d);
+    sbx_host_fns_free(fns);
+    if (rc)
         fail_msg("restore %s: %s", path, d.msg);
     sbx_snapshot_free(snap);
     return s;
@@ -479,7 +490,7 @@ static void take_to(struct sbx_sandbox *s, const char *path, bool hc)
 {
     struct sbx_snapshot *snap = NULL;
     struct sbx_diag d = { 0 };
-    struct sbx_snapshot_opts opts = { .hc = hc };
+    SBX_OPTS(sbx_snapshot_opts, opts, .hc = hc);
     if (sbx_snapshot_take(s, &opts, &snap, &d) || sbx_snapshot_write(snap, path, &d))
         fail_msg("snapshot to %s: %s", path, d.msg);
     sbx_snapshot_free(snap);

@@ -3,6 +3,7 @@
 #include <elf.h>
 #include <sys/wait.h>
 
+#include "sbx_abi.h"
 #include "testutil.h"
 
 static char demo_path[512], plain_path[512], cli_path[512];
@@ -186,7 +187,7 @@ static void test_guest_without_library(void **state)
 {
     (void)state;
     struct tu_log log = { 0 };
-    struct sbx_load_opts opts = { .log = tu_log_cb, .log_ctx = &log };
+    SBX_OPTS(sbx_load_opts, opts, .log = tu_log_cb, .log_ctx = &log);
     struct sbx_guest *g = NULL;
     struct sbx_diag diag = { 0 };
     assert_int_equal(sbx_guest_load(plain_path, &opts, &g, &diag), 0);
@@ -233,7 +234,7 @@ static void test_relaxed_policy(void **state)
     sbx_host_version(&cur);
     struct elf_copy c = demo_copy();
     set_version(&c, cur.major, cur.minor, cur.patch + 1);
-    struct sbx_load_opts relaxed = { .policy = SBX_VERSION_RELAXED };
+    SBX_OPTS(sbx_load_opts, relaxed, .policy = SBX_VERSION_RELAXED);
     assert_int_equal(load_copy(&c, "patch.elf", &relaxed, &d), 0);
     c = demo_copy();
     set_version(&c, cur.major, cur.minor, cur.patch + 1);

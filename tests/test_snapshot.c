@@ -31,8 +31,8 @@ static struct sbx_snapshot *make_snapshot(bool hc)
     st.regs.rip = SBX_LAYOUT_IMAGE;
     struct sbx_cpu_facts cpu = { .vendor = "AuthenticAMD", .features = { 1, 2, 3, 4 } };
     struct sbx_func funcs[2] = {
-        { .name = "add", .ret = SBX_T_I32, .nargs = 2, .args = { SBX_T_I32, SBX_T_I32 } },
-        { .name = "hello", .ret = SBX_T_STR, .nargs = 0 },
+        { .name = "add", .ret_type = SBX_T_I32, .nargs = 2, .arg_types = { SBX_T_I32, SBX_T_I32 } },
+        { .name = "hello", .ret_type = SBX_T_STR, .nargs = 0 },
     };
     struct sbx_snap_input in = { .mem = mem, .mem_size = MEM, .state = &st, .cpu = &cpu,
                                  .funcs = funcs, .nfuncs = 2, .hc = hc };
@@ -87,14 +87,14 @@ static void test_round_trip_through_file(void **state)
         assert_int_equal(sbx_snapshot_verify(back, &d), 0);
         assert_int_equal(back->size, snap->size);
         assert_memory_equal(back->image, snap->image, snap->size);
-        struct sbx_snapshot_info info;
-        sbx_snapshot_info(back, &info);
+        SBX_OPTS(sbx_snapshot_info, info);
+        assert_int_equal(sbx_snapshot_info(back, &info, &d), 0);
         assert_int_equal(info.nonzero_pages, 6); /* zero pages are not stored */
         assert_int_equal(info.nchunks, 2);
         assert_int_equal(info.hc, hc);
         assert_true(info.file_size < sizeof(struct sbx_snap_header) + 2 * SBX_PAGE_SIZE);
-        struct sbx_func_info f;
-        assert_int_equal(sbx_snapshot_function(back, 0, &f), 0);
+        SBX_OPTS(sbx_func_info, f);
+        assert_int_equal(sbx_snapshot_function(back, 0, &f, &d), 0);
         assert_string_equal(f.name, "add");
         assert_int_equal(f.args[1], SBX_T_I32);
         /* the incompressible page is stored raw */
@@ -414,11 +414,11 @@ static void test_open_limits(void **state)
     const char *path = write_snapshot("limits.snap");
     struct sbx_snapshot *snap = NULL;
     struct sbx_diag d = { 0 };
-    struct sbx_snapshot_open_opts o = { .max_file_size = 4096 };
+    SBX_OPTS(sbx_snapshot_open_opts, o, .max_file_size = 4096);
     assert_int_equal(sbx_snapshot_open(path, &o, &snap, &d), SBX_E_LIMIT);
     tu_assert_contains(d.msg, path);
     tu_assert_contains(d.msg, "over the limit of 4096 bytes");
-    o = (struct sbx_snapshot_open_opts){ .max_chunks = 1 };
+    o = (struct sbx_snapshot_open_opts){ .sz = sizeof(struct sbx_snapshot_open_opts), .max_chunks = 1 };
     assert_int_equal(sbx_snapshot_open_header(path, &o, &snap, &d), SBX_E_LIMIT);
     tu_assert_contains(d.msg, "chunks, over the limit of 1 (max_chunks)");
     o.max_chunks = 2; /* the made-up machine has exactly two runs of pages */

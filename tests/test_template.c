@@ -25,7 +25,7 @@ static struct sbx_template *demo_template(uint64_t mem_size, int calls)
     struct sbx_sandbox *s = NULL;
     struct sbx_snapshot *snap = NULL;
     struct sbx_template *t = NULL;
-    struct sbx_config cfg = { .mem_size = mem_size, .deadline_ms = 5000 };
+    SBX_OPTS(sbx_config, cfg, .mem_size = mem_size, .deadline_ms = 5000);
     if (sbx_guest_load(path, NULL, &g, &d) || sbx_sandbox_create(g, &cfg, &s, &d))
         fail_msg("%s: %s", path, d.msg);
     for (int i = 0; i < calls; i++)
@@ -47,7 +47,7 @@ static struct sbx_template *demo_template(uint64_t mem_size, int calls)
 static struct sbx_sandbox *from_template(const struct sbx_template *t, enum sbx_mem_mode mode,
                                          struct sbx_pool *pool)
 {
-    struct sbx_config cfg = { .deadline_ms = 5000, .mem_mode = mode };
+    SBX_OPTS(sbx_config, cfg, .deadline_ms = 5000, .mem_mode = mode);
     struct sbx_sandbox *s = NULL;
     struct sbx_diag d = { 0 };
     if (sbx_sandbox_from_template(t, &cfg, pool, &s, &d))
@@ -240,7 +240,7 @@ static void *spin_in_thread(void *arg)
 static void test_deadline_follows_the_calling_thread(void **state)
 {
     (void)state;
-    struct sbx_config cfg = { .deadline_ms = 300 };
+    SBX_OPTS(sbx_config, cfg, .deadline_ms = 300);
     struct hostile h;
     hostile_open(&h, &cfg);
     struct sbx_diag d = { 0 };
@@ -303,8 +303,8 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     struct sbx_sandbox *sb[PER_THREAD] = { 0 };
     struct sbx_diag d = { 0 };
-    struct sbx_config cfg = { .deadline_ms = 20000,
-                              .mem_mode = w->id % 2 ? SBX_MEM_COW : SBX_MEM_COPY };
+    SBX_OPTS(sbx_config, cfg, .deadline_ms = 20000,
+             .mem_mode = w->id % 2 ? SBX_MEM_COW : SBX_MEM_COPY);
     for (int i = 0; i < PER_THREAD; i++) /* all alive at once */
         if (sbx_sandbox_from_template(w->t, &cfg, w->pool, &sb[i], &d))
             WORKER_FAIL(w, "thread %d: restore %d: %s", w->id, i, d.msg);
@@ -358,7 +358,7 @@ static int confined_child(const struct sbx_template *t)
     if (sbx_seccomp_confine(SBX_SECCOMP_ERRNO, &d))
         return 10;
     struct sbx_sandbox *s = NULL;
-    struct sbx_config cfg = { .deadline_ms = 5000 };
+    SBX_OPTS(sbx_config, cfg, .deadline_ms = 5000);
     if (sbx_sandbox_from_template(t, &cfg, pool, &s, &d))
         return 11;
     struct sbx_value r;

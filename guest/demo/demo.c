@@ -78,7 +78,7 @@ static void log_msg(const struct sbx_abi_value *a, struct sbx_abi_value *r)
         n = sizeof buf - 1;
     memcpy(buf, sbx_arg_ptr(a, 1), n);
     buf[n] = 0;
-    sbx_log((enum sbx_log_level)sbx_arg_i64(a, 0), (const char *)buf);
+    sbx_log((enum sbx_abi_log_level)sbx_arg_i64(a, 0), (const char *)buf);
 }
 
 /* Calls the host function "host_add(i64, i64) -> i64". */

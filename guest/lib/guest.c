@@ -12,7 +12,7 @@ static void hypercall(uint8_t op)
     __asm__ volatile("outb %0, %1" : : "a"(op), "i"(SBX_PORT_HYPERCALL) : "memory");
 }
 
-void sbx_log(enum sbx_log_level level, const char *msg)
+void sbx_log(enum sbx_abi_log_level level, const char *msg)
 {
     SBX_XCHG->hc_a[0] = (uint64_t)level;
     SBX_XCHG->hc_a[1] = (uint64_t)(uintptr_t)msg;
@@ -32,7 +32,7 @@ _Noreturn void sbx_abort(int32_t code, const char *msg)
     }
 }
 
-void sbx_register(const char *name, enum sbx_type ret, sbx_guest_fn fn, unsigned nargs, ...)
+void sbx_register(const char *name, enum sbx_abi_type ret, sbx_guest_fn fn, unsigned nargs, ...)
 {
     if (nfuncs >= SBX_MAX_FUNCS)
         sbx_abort(-1, "sbx_register: too many functions");

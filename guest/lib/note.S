@@ -12,6 +12,6 @@
     .asciz SBX_NOTE_OWNER
     .long SBX_VERSION_MAJOR, SBX_VERSION_MINOR, SBX_VERSION_PATCH, SBX_ABI_VERSION
 1:  .asciz SBX_VERSION_STRING
-    .fill SBX_VERSION_STRING_MAX - (. - 1b), 1, 0
+    .fill SBX_ABI_VERSION_STRING_MAX - (. - 1b), 1, 0
     .balign 4
     .section .note.GNU-stack, "", @progbits

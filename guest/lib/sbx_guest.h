@@ -14,6 +14,25 @@
 
 #include "sbx_abi.h"
 
+/* Short names for guest authors: the guest speaks only the ABI, so these are
+ * the wire codes and limits of sbx_abi.h under the names host programs know
+ * from snapbox.h. Never include this header together with snapbox.h. */
+#define SBX_T_VOID SBX_ABI_T_VOID
+#define SBX_T_I32 SBX_ABI_T_I32
+#define SBX_T_I64 SBX_ABI_T_I64
+#define SBX_T_U64 SBX_ABI_T_U64
+#define SBX_T_F64 SBX_ABI_T_F64
+#define SBX_T_BOOL SBX_ABI_T_BOOL
+#define SBX_T_STR SBX_ABI_T_STR
+#define SBX_T_BYTES SBX_ABI_T_BYTES
+#define SBX_LOG_ERROR SBX_ABI_LOG_ERROR
+#define SBX_LOG_WARN SBX_ABI_LOG_WARN
+#define SBX_LOG_INFO SBX_ABI_LOG_INFO
+#define SBX_LOG_DEBUG SBX_ABI_LOG_DEBUG
+#define SBX_MAX_ARGS SBX_ABI_MAX_ARGS
+#define SBX_MAX_NAME SBX_ABI_MAX_NAME
+#define SBX_MAX_FUNCS SBX_ABI_MAX_FUNCS
+
 /* A guest function: args holds nargs values of the registered types; write
  * the result into ret (its type is already set to the registered return type). */
 typedef void (*sbx_guest_fn)(const struct sbx_abi_value *args, struct sbx_abi_value *ret);
@@ -22,8 +41,8 @@ typedef void (*sbx_guest_fn)(const struct sbx_abi_value *args, struct sbx_abi_va
 void sbx_guest_init(void);
 
 /* Register fn under name with return type ret and nargs argument types
- * (enum sbx_type, passed as int). Aborts the guest on a bad registration. */
-void sbx_register(const char *name, enum sbx_type ret, sbx_guest_fn fn, unsigned nargs, ...);
+ * (enum sbx_abi_type, passed as int). Aborts the guest on a bad registration. */
+void sbx_register(const char *name, enum sbx_abi_type ret, sbx_guest_fn fn, unsigned nargs, ...);
 
 /* Argument accessors. Strings and bytes stay valid until the call returns. */
 static inline int64_t sbx_arg_i64(const struct sbx_abi_value *a, unsigned i) { return a[i].u.i64; }
@@ -47,7 +66,7 @@ static inline void sbx_ret_buf(struct sbx_abi_value *r, const void *p, size_t le
 }
 
 /* Log a message through the host's log callback. */
-void sbx_log(enum sbx_log_level level, const char *msg);
+void sbx_log(enum sbx_abi_log_level level, const char *msg);
 /* Abort the current call (and poison the sandbox) with a code and message. */
 _Noreturn void sbx_abort(int32_t code, const char *msg);
 

@@ -11,7 +11,7 @@ _start:
     mov $SBX_HC_READY, %al
     out %al, $SBX_PORT_HYPERCALL
 serve:
-    movl $SBX_T_I64_ASM, SBX_LAYOUT_XCHG + SBX_XCHG_OFF_RET
+    movl $SBX_ABI_T_I64_ASM, SBX_LAYOUT_XCHG + SBX_XCHG_OFF_RET
     movq $42, SBX_LAYOUT_XCHG + SBX_XCHG_OFF_RET + 8
     mov $SBX_HC_RETURN, %al
     out %al, $SBX_PORT_HYPERCALL
@@ -24,7 +24,7 @@ name:
 functab:                       /* one struct sbx_abi_func */
     .quad name                 /* name_gpa */
     .long 6                    /* name_len */
-    .byte SBX_T_I64_ASM, 0     /* ret_type, nargs */
+    .byte SBX_ABI_T_I64_ASM, 0     /* ret_type, nargs */
     .fill 10, 1, 0             /* arg_types, reserved */
     .quad serve                /* entry (unused by the host) */
     .section .note.GNU-stack, "", @progbits

@@ -41,8 +41,10 @@ void cli_print_value(FILE *f, const struct sbx_value *v);
 
 /* "64M" and friends; false on bad text. */
 bool cli_parse_size(const char *text, uint64_t *out);
-/* Offer the CLI's host functions (host_add, host_greet) to a sandbox. */
-void cli_host_functions(struct sbx_config *cfg);
+/* A new set of the CLI's host functions (host_add, host_greet) for
+ * sbx_config.host_fns; free it with sbx_host_fns_free. NULL with diag filled
+ * on failure. */
+struct sbx_host_fns *cli_host_functions(struct sbx_diag *diag);
 
 int cmd_inspect(int argc, char **argv);
 int cmd_create(int argc, char **argv);

@@ -98,7 +98,7 @@ int cmd_inspect(int argc, char **argv)
 {
     const char *path = NULL;
     bool json = false;
-    struct sbx_load_opts opts = { .log = cli_log };
+    SBX_OPTS(sbx_load_opts, opts, .log = cli_log);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json"))
             json = true;

@@ -23,10 +23,6 @@ static int host_greet(void *ctx, const struct sbx_value *args, size_t nargs, str
     return 0;
 }
 
-static const struct sbx_host_fn cli_host_fns[] = {
-    { .name = "host_add", .ret = SBX_T_I64, .nargs = 2, .args = { SBX_T_I64, SBX_T_I64 }, .fn = host_add },
-    { .name = "host_greet", .ret = SBX_T_STR, .nargs = 1, .args = { SBX_T_STR }, .fn = host_greet },
-};
 
 bool cli_parse_size(const char *text, uint64_t *out)
 {
@@ -42,10 +38,17 @@ bool cli_parse_size(const char *text, uint64_t *out)
     return true;
 }
 
-void cli_host_functions(struct sbx_config *cfg)
+struct sbx_host_fns *cli_host_functions(struct sbx_diag *diag)
 {
-    cfg->host_fns = cli_host_fns;
-    cfg->n_host_fns = sizeof cli_host_fns / sizeof cli_host_fns[0];
+    static const enum sbx_type add_args[] = { SBX_T_I64, SBX_T_I64 }, greet_args[] = { SBX_T_STR };
+    struct sbx_host_fns *h = NULL;
+    if (sbx_host_fns_new(&h, diag) ||
+        sbx_host_fns_add(h, "host_add", SBX_T_I64, 2, add_args, host_add, NULL, diag) ||
+        sbx_host_fns_add(h, "host_greet", SBX_T_STR, 1, greet_args, host_greet, NULL, diag)) {
+        sbx_host_fns_free(h);
+        return NULL;
+    }
+    return h;
 }
 
 struct run_args {
@@ -97,17 +100,17 @@ static int parse_run_args(int argc, char **argv, struct run_args *ra)
 int cli_call(struct sbx_sandbox *s, const char *func, const char *const *texts, int ntexts)
 {
     struct sbx_diag diag = { 0 };
-    struct sbx_func_info fi;
-    if (sbx_sandbox_find_function(s, func, &fi)) {
+    SBX_OPTS(sbx_func_info, fi);
+    if (sbx_sandbox_find_function(s, func, &fi, NULL)) {
         fprintf(stderr, "snapbox: guest has no function '%s'; it offers:", func);
         for (size_t i = 0; i < sbx_sandbox_function_count(s); i++)
-            if (sbx_sandbox_function(s, i, &fi) == 0)
+            if (sbx_sandbox_function(s, i, &fi, NULL) == 0)
                 fprintf(stderr, " %s", fi.name);
         fputc('\n', stderr);
         return EXIT_BAD_CALL;
     }
-    if (ntexts != fi.nargs) {
-        fprintf(stderr, "snapbox: %s takes %u arguments, got %d\n", func, fi.nargs, ntexts);
+    if ((size_t)ntexts != fi.nargs) {
+        fprintf(stderr, "snapbox: %s takes %zu arguments, got %d\n", func, fi.nargs, ntexts);
         return EXIT_BAD_CALL;
     }
     struct sbx_value args[SBX_MAX_ARGS];
@@ -128,17 +131,20 @@ int cli_call(struct sbx_sandbox *s, const char *func, const char *const *texts, 
 
 int cmd_run(int argc, char **argv)
 {
-    struct run_args ra = { .opts = { .log = cli_log } };
+    struct run_args ra = { .opts = { .sz = sizeof ra.opts, .log = cli_log },
+                           .cfg = { .sz = sizeof ra.cfg, .log = cli_log } };
     int rc = parse_run_args(argc, argv, &ra);
     if (rc)
         return rc;
-    ra.cfg.log = cli_log;
-    cli_host_functions(&ra.cfg);
     struct sbx_diag diag = { 0 };
     struct sbx_guest *g = NULL;
     struct sbx_sandbox *s = NULL;
-    if (sbx_guest_load(ra.pos[0], &ra.opts, &g, &diag))
-        return cli_report(&diag);
+    struct sbx_host_fns *fns = cli_host_functions(&diag);
+    if (!fns || sbx_guest_load(ra.pos[0], &ra.opts, &g, &diag)) {
+        rc = cli_report(&diag);
+        goto out;
+    }
+    ra.cfg.host_fns = fns;
     if (sbx_sandbox_create(g, &ra.cfg, &s, &diag)) {
         rc = cli_report(&diag);
         goto out;
@@ -147,5 +153,6 @@ int cmd_run(int argc, char **argv)
 out:
     sbx_sandbox_destroy(s);
     sbx_guest_free(g);
+    sbx_host_fns_free(fns);
     return rc;
 }

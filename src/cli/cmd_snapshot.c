@@ -15,9 +15,9 @@ static double now_ms(void)
 int cmd_create(int argc, char **argv)
 {
     const char *elf = NULL, *out = NULL;
-    struct sbx_snapshot_opts sopts = { 0 };
-    struct sbx_load_opts lopts = { .log = cli_log };
-    struct sbx_config cfg = { .log = cli_log };
+    SBX_OPTS(sbx_snapshot_opts, sopts);
+    SBX_OPTS(sbx_load_opts, lopts, .log = cli_log);
+    SBX_OPTS(sbx_config, cfg, .log = cli_log);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-o") && i + 1 < argc)
             out = argv[++i];
@@ -43,14 +43,15 @@ int cmd_create(int argc, char **argv)
         fprintf(stderr, "usage: snapbox create GUEST.elf -o FILE.snap [--hc] [--mem SIZE]\n");
         return EXIT_USAGE;
     }
-    cli_host_functions(&cfg);
     struct sbx_diag diag = { 0 };
     struct sbx_guest *g = NULL;
     struct sbx_sandbox *s = NULL;
     struct sbx_snapshot *snap = NULL;
     int rc;
     double t0 = now_ms();
-    if (sbx_guest_load(elf, &lopts, &g, &diag) || sbx_sandbox_create(g, &cfg, &s, &diag)) {
+    struct sbx_host_fns *fns = cli_host_functions(&diag);
+    cfg.host_fns = fns;
+    if (!fns || sbx_guest_load(elf, &lopts, &g, &diag) || sbx_sandbox_create(g, &cfg, &s, &diag)) {
         rc = cli_report(&diag);
         goto out;
     }
@@ -60,8 +61,8 @@ int cmd_create(int argc, char **argv)
         goto out;
     }
     double t2 = now_ms();
-    struct sbx_snapshot_info info;
-    sbx_snapshot_info(snap, &info);
+    SBX_OPTS(sbx_snapshot_info, info);
+    sbx_snapshot_info(snap, &info, NULL);
     printf("created %s: %llu bytes for %llu MiB of guest memory (%llu non-zero pages); "
            "load+init %.2f ms, snapshot+write %.2f ms\n",
            out, (unsigned long long)info.file_size, (unsigned long long)(info.mem_size >> 20),
@@ -71,6 +72,7 @@ out:
     sbx_snapshot_free(snap);
     sbx_sandbox_destroy(s);
     sbx_guest_free(g);
+    sbx_host_fns_free(fns);
     return rc;
 }
 
@@ -84,9 +86,9 @@ static void print_signature(const struct sbx_func_info *f)
 
 static void print_info_text(const struct sbx_snapshot *snap, const char *path)
 {
-    struct sbx_snapshot_info i;
-    sbx_snapshot_info(snap, &i);
-    uint64_t raw = i.nonzero_pages * SBX_PAGE_SIZE;
+    SBX_OPTS(sbx_snapshot_info, i);
+    sbx_snapshot_info(snap, &i, NULL);
+    uint64_t raw = i.nonzero_pages * SBX_GUEST_PAGE_SIZE;
     printf("file:         %s\n", path);
     printf("format:       %u\n", i.format);
     printf("host:         snapbox %s (abi %u)\n", i.host.string, i.host.abi);
@@ -103,15 +105,15 @@ static void print_info_text(const struct sbx_snapshot *snap, const char *path)
            i.stored_bytes ? (double)raw / (double)i.stored_bytes : 0.0);
     printf("file size:    %llu bytes\n", (unsigned long long)i.file_size);
     printf("functions:    %zu\n", i.nfuncs);
-    struct sbx_func_info f;
-    for (size_t k = 0; sbx_snapshot_function(snap, k, &f) == 0; k++)
+    SBX_OPTS(sbx_func_info, f);
+    for (size_t k = 0; sbx_snapshot_function(snap, k, &f, NULL) == 0; k++)
         print_signature(&f);
 }
 
 static void print_info_json(const struct sbx_snapshot *snap)
 {
-    struct sbx_snapshot_info i;
-    sbx_snapshot_info(snap, &i);
+    SBX_OPTS(sbx_snapshot_info, i);
+    sbx_snapshot_info(snap, &i, NULL);
     printf("{\"format\": %u, \"host_version\": \"%s\", \"host_abi\": %u, ", i.format,
            i.host.string, i.host.abi);
     if (i.guest_has_note)
@@ -123,8 +125,8 @@ static void print_info_json(const struct sbx_snapshot *snap)
            (unsigned long long)i.mem_size, (unsigned long long)i.nonzero_pages, i.nchunks,
            (unsigned long long)i.stored_bytes, (unsigned long long)i.file_size,
            i.hc ? "lz4hc" : "lz4");
-    struct sbx_func_info f;
-    for (size_t k = 0; sbx_snapshot_function(snap, k, &f) == 0; k++) {
+    SBX_OPTS(sbx_func_info, f);
+    for (size_t k = 0; sbx_snapshot_function(snap, k, &f, NULL) == 0; k++) {
         printf("%s{\"name\": \"%s\", \"ret\": \"%s\", \"args\": [", k ? ", " : "", f.name,
                sbx_type_name(f.ret));
         for (size_t a = 0; a < f.nargs; a++)
@@ -176,8 +178,8 @@ int cmd_verify(int argc, char **argv)
         sbx_snapshot_free(snap);
         return cli_report(&diag);
     }
-    struct sbx_snapshot_info i;
-    sbx_snapshot_info(snap, &i);
+    SBX_OPTS(sbx_snapshot_info, i);
+    sbx_snapshot_info(snap, &i, NULL);
     printf("%s: ok (header, index and %u chunk checksums verified; every chunk decompresses "
            "to its size)\n", argv[1], i.nchunks);
     sbx_snapshot_free(snap);
@@ -233,7 +235,7 @@ int cmd_call(int argc, char **argv)
     int npos = 0;
     bool timing = false;
     long requests = 0;
-    struct sbx_config cfg = { .log = cli_log };
+    SBX_OPTS(sbx_config, cfg, .log = cli_log);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--time"))
             timing = true;
@@ -255,13 +257,18 @@ int cmd_call(int argc, char **argv)
         fprintf(stderr, "usage: snapbox call FILE.snap FUNC [ARG...] [--time] [--requests N]\n");
         return EXIT_USAGE;
     }
-    cli_host_functions(&cfg);
-    if (requests)
-        return serve_requests(pos[0], pos[1], pos + 2, npos - 2, requests, timing, &cfg);
     struct sbx_diag diag = { 0 };
     struct sbx_snapshot *snap = NULL;
     struct sbx_sandbox *s = NULL;
     int rc;
+    struct sbx_host_fns *fns = cli_host_functions(&diag);
+    if (!fns)
+        return cli_report(&diag);
+    cfg.host_fns = fns;
+    if (requests) {
+        rc = serve_requests(pos[0], pos[1], pos + 2, npos - 2, requests, timing, &cfg);
+        goto out;
+    }
     double t0 = now_ms();
     if (sbx_snapshot_open(pos[0], NULL, &snap, &diag) || sbx_sandbox_restore(snap, &cfg, &s, &diag)) {
         rc = cli_report(&diag);
@@ -275,5 +282,6 @@ int cmd_call(int argc, char **argv)
 out:
     sbx_sandbox_destroy(s);
     sbx_snapshot_free(snap);
+    sbx_host_fns_free(fns);
     return rc;
 }

@@ -16,12 +16,12 @@ bool sbx_valid_func_name(const char *name, size_t len)
     return true;
 }
 
-bool sbx_valid_signature(unsigned ret, unsigned nargs, const uint8_t *args)
+bool sbx_valid_signature(enum sbx_type ret, size_t nargs, const enum sbx_type *args)
 {
-    if (ret >= SBX_T_COUNT_ || nargs > SBX_MAX_ARGS)
+    if ((unsigned)ret >= SBX_T_COUNT_ || nargs > SBX_MAX_ARGS || (nargs && !args))
         return false;
-    for (unsigned a = 0; a < nargs; a++)
-        if (args[a] == SBX_T_VOID || args[a] >= SBX_T_COUNT_)
+    for (size_t a = 0; a < nargs; a++)
+        if (args[a] == SBX_T_VOID || (unsigned)args[a] >= SBX_T_COUNT_)
             return false;
     return true;
 }

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "sbx_abi.h"
 #include "sbx_version.h"
 
 static const char *policy_name(enum sbx_version_policy p)

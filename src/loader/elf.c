@@ -11,6 +11,7 @@
 #include <xxhash.h>
 
 #include "internal.h"
+#include "sbx_abi.h"
 
 /* Is [off, off + len) inside a file of size bytes, without wrap-around? */
 static bool in_file(uint64_t off, uint64_t len, size_t size)
@@ -293,12 +294,9 @@ int sbx_guest_from_memory(const void *buf, size_t len, const char *name, struct 
     return guest_from_file(name, file, len, out, diag);
 }
 
-int sbx_guest_check_version(const struct sbx_guest *g, const struct sbx_load_opts *opts,
-                            struct sbx_diag *diag)
+static int check_version(const struct sbx_guest *g, const struct sbx_load_opts *opts,
+                         struct sbx_diag *diag)
 {
-    static const struct sbx_load_opts defaults;
-    if (!opts)
-        opts = &defaults;
     struct sbx_version host;
     sbx_host_version(&host);
     if (g->note_src == SBX_NOTE_NONE) {
@@ -315,14 +313,27 @@ int sbx_guest_check_version(const struct sbx_guest *g, const struct sbx_load_opt
     return sbx_version_check(&host, &g->note, opts->policy, g->path, diag);
 }
 
+int sbx_guest_check_version(const struct sbx_guest *g, const struct sbx_load_opts *opts,
+                            struct sbx_diag *diag)
+{
+    struct sbx_load_opts o;
+    int rc = sbx_opts_in(&o, sizeof o, opts, "sbx_load_opts", diag);
+    if (rc)
+        return rc;
+    if (!g)
+        return sbx_fail(diag, SBX_E_INVAL, "sbx_guest_check_version: guest is required");
+    return check_version(g, &o, diag);
+}
+
 int sbx_guest_load(const char *path, const struct sbx_load_opts *opts, struct sbx_guest **out,
                    struct sbx_diag *diag)
 {
+    struct sbx_load_opts o; /* checked before the file is read */
     struct sbx_guest *g = NULL;
-    int rc = sbx_guest_open(path, &g, diag);
-    if (rc)
+    int rc = sbx_opts_in(&o, sizeof o, opts, "sbx_load_opts", diag);
+    if (rc || (rc = sbx_guest_open(path, &g, diag)))
         return rc;
-    rc = sbx_guest_check_version(g, opts, diag);
+    rc = check_version(g, &o, diag);
     if (rc) {
         sbx_guest_free(g);
         return rc;

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "sbx_abi.h"
 
 #define NOTE_HEADER_SIZE 12u
 
@@ -35,7 +36,8 @@ static int decode_version(const uint8_t *desc, struct sbx_version *out, char *wh
         return SBX_E_NOTE;
     }
     *out = (struct sbx_version){ .major = d.major, .minor = d.minor, .patch = d.patch, .abi = d.abi };
-    memcpy(out->string, d.version, sizeof out->string);
+    /* the API's string size is its own: copy, do not assume the ABI's */
+    snprintf(out->string, sizeof out->string, "%s", d.version);
     return 1;
 }
 

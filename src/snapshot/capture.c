@@ -74,9 +74,10 @@ static void fill_header(struct sbx_snap_header *h, const struct sbx_snap_input *
     for (size_t i = 0; i < in->nfuncs; i++) {
         struct sbx_snap_func *f = &h->funcs[i];
         memcpy(f->name, in->funcs[i].name, sizeof in->funcs[i].name);
-        f->ret = in->funcs[i].ret;
+        f->ret = (uint8_t)sbx_type_to_abi(in->funcs[i].ret_type);
         f->nargs = in->funcs[i].nargs;
-        memcpy(f->args, in->funcs[i].args, sizeof f->args);
+        for (size_t a = 0; a < f->nargs; a++)
+            f->args[a] = (uint8_t)sbx_type_to_abi(in->funcs[i].arg_types[a]);
     }
 }
 
@@ -159,11 +160,15 @@ int sbx_snapshot_take(struct sbx_sandbox *s, const struct sbx_snapshot_opts *opt
 {
     if (!s || !out)
         return sbx_fail(diag, SBX_E_INVAL, "sbx_snapshot_take: sandbox and out are required");
+    struct sbx_snapshot_opts o;
+    int rc = sbx_opts_in(&o, sizeof o, opts, "sbx_snapshot_opts", diag);
+    if (rc)
+        return rc;
     if (s->poisoned)
         return sbx_fail(diag, SBX_E_POISONED, "cannot snapshot a poisoned sandbox");
     struct sbx_vcpu_state *st = malloc(sizeof *st);
     struct sbx_snapshot *snap = calloc(1, sizeof *snap);
-    int rc = SBX_E_NOMEM;
+    rc = SBX_E_NOMEM;
     if (!st || !snap || !(snap->path = strdup("(memory)"))) {
         sbx_fail(diag, rc, "out of memory for a snapshot");
         goto err;
@@ -173,13 +178,15 @@ int sbx_snapshot_take(struct sbx_sandbox *s, const struct sbx_snapshot_opts *opt
     rc = sbx_vcpu_save(&s->vm, st, diag);
     if (rc || (rc = sbx_vm_cpu_facts(&s->vm, &cpu, diag)))
         goto err;
+    const struct sbx_guest_facts *g = sbx_sandbox_guest_facts(s);
     struct sbx_snap_input in = {
         .mem = s->vm.mem, .mem_size = s->vm.mem_size, .state = st, .cpu = &cpu,
-        .funcs = s->funcs, .nfuncs = s->nfuncs, .guest_has_note = s->guest_has_note,
-        .guest_version = s->guest_version, .guest_hash = s->guest_hash, .hc = opts && opts->hc,
+        .guest_has_note = g->has_note, .guest_version = g->version, .guest_hash = g->hash,
+        .hc = o.hc,
     };
+    in.funcs = sbx_sandbox_functions(s, &in.nfuncs);
     rc = sbx_snap_encode(&in, snap, diag);
-    if (rc)
+    if (rc || (rc = sbx_snap_decode_funcs(snap, diag)))
         goto err;
     free(st);
     *out = snap;

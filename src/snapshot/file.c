@@ -102,14 +102,17 @@ out_free:
     return rc;
 }
 
-static struct sbx_snapshot_open_opts resolve_opts(const struct sbx_snapshot_open_opts *in)
+static int resolve_opts(const struct sbx_snapshot_open_opts *in, struct sbx_snapshot_open_opts *o,
+                        struct sbx_diag *diag)
 {
-    struct sbx_snapshot_open_opts o = in ? *in : (struct sbx_snapshot_open_opts){ 0 };
-    if (!o.max_file_size)
-        o.max_file_size = SBX_SNAP_DEFAULT_MAX_FILE;
-    if (!o.max_chunks)
-        o.max_chunks = SBX_SNAP_DEFAULT_MAX_CHUNKS;
-    return o;
+    int rc = sbx_opts_in(o, sizeof *o, in, "sbx_snapshot_open_opts", diag);
+    if (rc)
+        return rc;
+    if (!o->max_file_size)
+        o->max_file_size = SBX_SNAP_DEFAULT_MAX_FILE;
+    if (!o->max_chunks)
+        o->max_chunks = SBX_SNAP_DEFAULT_MAX_CHUNKS;
+    return 0;
 }
 
 /* The header's checks and the caller's limits, before anything else is read. */
@@ -123,7 +126,7 @@ static int check_head(struct sbx_snapshot *snap, uint64_t file_size,
     if (snap->hdr->nchunks > o->max_chunks)
         return sbx_fail(diag, SBX_E_LIMIT, "%s: %u chunks, over the limit of %u (max_chunks)",
                         snap->path, snap->hdr->nchunks, o->max_chunks);
-    return 0;
+    return sbx_snap_decode_funcs(snap, diag);
 }
 
 /* With the whole file in snap->image: the index, then every chunk's checksum. */
@@ -154,10 +157,10 @@ static int open_common(const char *path, const struct sbx_snapshot_open_opts *op
 {
     if (!path || !out)
         return sbx_fail(diag, SBX_E_INVAL, "sbx_snapshot_open: path and out are required");
-    struct sbx_snapshot_open_opts o = resolve_opts(opts);
+    struct sbx_snapshot_open_opts o;
     struct sbx_snapshot *snap = NULL;
-    int fd = -1, rc = new_snapshot(path, &snap, diag);
-    if (rc)
+    int fd = -1, rc = resolve_opts(opts, &o, diag);
+    if (rc || (rc = new_snapshot(path, &snap, diag)))
         return rc;
     uint64_t size;
     rc = sbx_open_regular(path, o.max_file_size, &fd, &size, diag);
@@ -202,10 +205,10 @@ int sbx_snapshot_from_memory(const void *buf, size_t len, const char *name,
                              const struct sbx_snapshot_open_opts *opts, struct sbx_snapshot **out,
                              struct sbx_diag *diag)
 {
-    struct sbx_snapshot_open_opts o = resolve_opts(opts);
+    struct sbx_snapshot_open_opts o;
     struct sbx_snapshot *snap = NULL;
-    int rc = new_snapshot(name, &snap, diag);
-    if (rc)
+    int rc = resolve_opts(opts, &o, diag);
+    if (rc || (rc = new_snapshot(name, &snap, diag)))
         return rc;
     if (len > o.max_file_size)
         rc = sbx_fail(diag, SBX_E_LIMIT, "%s: %zu bytes, over the limit of %llu (max_file_size)",
@@ -252,40 +255,43 @@ int sbx_snapshot_verify(const struct sbx_snapshot *snap, struct sbx_diag *diag)
     return rc;
 }
 
-void sbx_snapshot_info(const struct sbx_snapshot *snap, struct sbx_snapshot_info *out)
+int sbx_snapshot_info(const struct sbx_snapshot *snap, struct sbx_snapshot_info *out,
+                      struct sbx_diag *diag)
 {
+    if (!snap || !out)
+        return sbx_fail(diag, SBX_E_INVAL, "sbx_snapshot_info: snapshot and out are required");
     const struct sbx_snap_header *h = snap->hdr;
-    memset(out, 0, sizeof *out);
-    out->format = h->prefix.format;
-    out->host = sbx_snap_version(&h->host);
-    out->guest = sbx_snap_version(&h->guest);
-    out->guest_has_note = h->guest_has_note != 0;
-    out->guest_elf_hash = h->guest_elf_xxh3;
-    out->hc = h->compression == SBX_SNAP_LZ4HC;
-    memcpy(out->cpu_vendor, h->cpu_vendor, sizeof h->cpu_vendor);
-    out->mem_size = h->mem_size;
-    out->file_size = h->file_size;
-    out->nonzero_pages = h->nonzero_pages;
-    out->stored_bytes = h->data_size;
-    out->nchunks = h->nchunks;
-    out->nfuncs = h->nfuncs;
+    struct sbx_snapshot_info i = { .sz = sizeof i };
+    i.format = h->prefix.format;
+    i.host = sbx_snap_version(&h->host);
+    i.guest = sbx_snap_version(&h->guest);
+    i.guest_has_note = h->guest_has_note != 0;
+    i.guest_elf_hash = h->guest_elf_xxh3;
+    i.hc = h->compression == SBX_SNAP_LZ4HC;
+    memcpy(i.cpu_vendor, h->cpu_vendor, sizeof h->cpu_vendor);
+    i.mem_size = h->mem_size;
+    i.file_size = h->file_size;
+    i.nonzero_pages = h->nonzero_pages;
+    i.stored_bytes = h->data_size;
+    i.nchunks = h->nchunks;
+    i.nfuncs = h->nfuncs;
+    return sbx_opts_out(out, &i, sizeof i, "sbx_snapshot_info", diag);
 }
 
-int sbx_snapshot_function(const struct sbx_snapshot *snap, size_t i, struct sbx_func_info *out)
+int sbx_snapshot_function(const struct sbx_snapshot *snap, size_t i, struct sbx_func_info *out,
+                          struct sbx_diag *diag)
 {
-    if (i >= snap->hdr->nfuncs)
-        return SBX_E_INVAL;
-    const struct sbx_snap_func *f = &snap->hdr->funcs[i];
-    *out = (struct sbx_func_info){ .name = f->name, .ret = f->ret, .nargs = f->nargs };
-    for (size_t a = 0; a < f->nargs; a++)
-        out->args[a] = f->args[a];
-    return 0;
+    if (!snap || !out || i >= snap->hdr->nfuncs)
+        return sbx_fail(diag, SBX_E_INVAL, "sbx_snapshot_function: no function %zu (the "
+                        "snapshot has %u)", i, snap ? snap->hdr->nfuncs : 0);
+    return sbx_func_info_out(&snap->funcs[i], out, diag);
 }
 
 void sbx_snapshot_free(struct sbx_snapshot *snap)
 {
     if (!snap)
         return;
+    free(snap->funcs);
     free(snap->image);
     free(snap->path);
     free(snap);

@@ -31,15 +31,15 @@ _Static_assert(sizeof(struct sbx_snap_prefix) == 16, "snapshot prefix layout");
 
 struct sbx_snap_version {
     uint32_t major, minor, patch, abi;
-    char string[SBX_VERSION_STRING_MAX]; /* NUL-terminated */
+    char string[SBX_ABI_VERSION_STRING_MAX]; /* NUL-terminated */
 };
 _Static_assert(sizeof(struct sbx_snap_version) == 48, "snapshot version layout");
 
-#define SBX_SNAP_NAME_MAX 72 /* >= SBX_MAX_NAME + 1: names are NUL-terminated */
+#define SBX_SNAP_NAME_MAX 72 /* >= SBX_ABI_MAX_NAME + 1: names are NUL-terminated */
 struct sbx_snap_func {
     char name[SBX_SNAP_NAME_MAX];
-    uint8_t ret, nargs;
-    uint8_t args[SBX_MAX_ARGS];
+    uint8_t ret, nargs; /* type codes of the guest ABI */
+    uint8_t args[SBX_ABI_MAX_ARGS];
     uint8_t reserved[6];
 };
 _Static_assert(sizeof(struct sbx_snap_func) == 88, "snapshot function layout");
@@ -94,7 +94,7 @@ struct sbx_snap_header {
     struct kvm_xcrs xcrs;
     uint32_t xsave[SBX_SNAP_XSAVE_SIZE / 4]; /* struct kvm_xsave.region */
     /* the guest's functions */
-    struct sbx_snap_func funcs[SBX_MAX_FUNCS];
+    struct sbx_snap_func funcs[SBX_ABI_MAX_FUNCS];
 };
 _Static_assert(sizeof(struct kvm_regs) == 144 && sizeof(struct kvm_sregs) == 312 &&
                    sizeof(struct kvm_xcrs) == 392,

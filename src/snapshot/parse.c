@@ -2,6 +2,7 @@
  * bytes in memory, so the fuzzers can drive it without files or KVM. */
 #include <lz4.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
 
@@ -53,6 +54,28 @@ struct sbx_version sbx_snap_version(const struct sbx_snap_version *v)
     return out;
 }
 
+void sbx_snap_funcs_decode(const struct sbx_snap_header *h, struct sbx_func *out)
+{
+    for (uint32_t i = 0; i < h->nfuncs; i++) {
+        const struct sbx_snap_func *f = &h->funcs[i];
+        size_t len = strnlen(f->name, SBX_MAX_NAME);
+        memcpy(out[i].name, f->name, len);
+        out[i].name[len] = '\0';
+        (void)sbx_signature_from_abi(f->ret, f->nargs, f->args, &out[i]);
+    }
+}
+
+int sbx_snap_decode_funcs(struct sbx_snapshot *snap, struct sbx_diag *diag)
+{
+    free(snap->funcs);
+    snap->funcs = calloc(snap->hdr->nfuncs ? snap->hdr->nfuncs : 1, sizeof *snap->funcs);
+    if (!snap->funcs)
+        return sbx_fail(diag, SBX_E_NOMEM, "%s: out of memory for the function table",
+                        snap->path);
+    sbx_snap_funcs_decode(snap->hdr, snap->funcs);
+    return 0;
+}
+
 static int check_regions(const struct sbx_snap_header *h, uint64_t size, const char *path,
                          struct sbx_diag *diag)
 {
@@ -87,10 +110,11 @@ int sbx_snap_check_header(const struct sbx_snap_header *h, uint64_t actual_size,
         return sbx_fail(diag, SBX_E_SNAP_FORMAT, "%s: memory layout abi %u, page size %u; this "
                         "build uses abi %u, page size %llu", path, h->layout_abi, h->page_size,
                         SBX_ABI_VERSION, SBX_PAGE_SIZE);
-    if (h->mem_size < SBX_MEM_MIN || h->mem_size > SBX_MEM_MAX || h->mem_size % (2ull << 20))
+    if (h->mem_size < SBX_MEM_SIZE_MIN || h->mem_size > SBX_MEM_SIZE_MAX ||
+        h->mem_size % (2ull << 20))
         return sbx_fail(diag, SBX_E_SNAP_CORRUPT, "%s: mem_size %llu is not a multiple of 2 MiB "
-                        "in [%llu, %llu]", path, (unsigned long long)h->mem_size, SBX_MEM_MIN,
-                        SBX_MEM_MAX);
+                        "in [%llu, %llu]", path, (unsigned long long)h->mem_size,
+                        (unsigned long long)SBX_MEM_SIZE_MIN, (unsigned long long)SBX_MEM_SIZE_MAX);
     if (h->file_size != actual_size)
         return sbx_fail(diag, SBX_E_SNAP_CORRUPT, "%s: file is %llu bytes, header says file_size %llu "
                         "(truncated or extended)", path, (unsigned long long)actual_size,
@@ -108,7 +132,9 @@ int sbx_snap_check_header(const struct sbx_snap_header *h, uint64_t actual_size,
     for (uint32_t i = 0; i < h->nfuncs; i++) {
         const struct sbx_snap_func *f = &h->funcs[i];
         size_t len = strnlen(f->name, sizeof f->name);
-        if (!sbx_valid_func_name(f->name, len) || !sbx_valid_signature(f->ret, f->nargs, f->args))
+        struct sbx_func decoded;
+        if (!sbx_valid_func_name(f->name, len) ||
+            !sbx_signature_from_abi(f->ret, f->nargs, f->args, &decoded))
             return sbx_fail(diag, SBX_E_SNAP_CORRUPT, "%s: function %u has an invalid name or "
                             "signature", path, i);
     }

@@ -42,18 +42,15 @@ int sbx_snap_apply_header(struct sbx_sandbox *s, const struct sbx_snap_header *h
     int rc = sbx_sandbox_start_state(s, &st, diag);
     if (rc)
         return rc;
-    s->nfuncs = h->nfuncs;
-    for (uint32_t i = 0; i < h->nfuncs; i++) {
-        struct sbx_func *f = &s->funcs[i];
-        memcpy(f->name, h->funcs[i].name, sizeof f->name - 1);
-        f->name[sizeof f->name - 1] = '\0';
-        f->ret = h->funcs[i].ret;
-        f->nargs = h->funcs[i].nargs;
-        memcpy(f->args, h->funcs[i].args, sizeof f->args);
-    }
-    s->guest_has_note = h->guest_has_note != 0;
-    s->guest_hash = h->guest_elf_xxh3;
-    s->guest_version = sbx_snap_version(&h->guest);
+    struct sbx_func funcs[SBX_MAX_FUNCS];
+    sbx_snap_funcs_decode(h, funcs);
+    rc = sbx_sandbox_set_functions(s, funcs, h->nfuncs, diag);
+    if (rc)
+        return rc;
+    struct sbx_guest_facts facts = { .has_note = h->guest_has_note != 0,
+                                     .version = sbx_snap_version(&h->guest),
+                                     .hash = h->guest_elf_xxh3 };
+    sbx_sandbox_set_guest_facts(s, &facts);
     return 0;
 }
 

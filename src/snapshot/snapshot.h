@@ -15,6 +15,7 @@ struct sbx_snapshot {
     bool complete;          /* index and chunks present and verified */
     const struct sbx_snap_header *hdr;  /* inside image */
     const struct sbx_snap_chunk *index; /* inside image, when complete */
+    struct sbx_func *funcs; /* hdr's functions in API types, for sbx_snapshot_function */
 };
 
 /* A run of contiguous non-zero pages. */
@@ -87,5 +88,9 @@ int sbx_snap_apply_header(struct sbx_sandbox *s, const struct sbx_snap_header *h
                           struct sbx_diag *diag);
 uint64_t sbx_snap_header_hash(const struct sbx_snap_header *h);
 struct sbx_version sbx_snap_version(const struct sbx_snap_version *v);
+/* h's function table (checked by sbx_snap_check_header) in API types. */
+void sbx_snap_funcs_decode(const struct sbx_snap_header *h, struct sbx_func *out);
+/* snap->funcs from snap->hdr. */
+int sbx_snap_decode_funcs(struct sbx_snapshot *snap, struct sbx_diag *diag);
 
 #endif

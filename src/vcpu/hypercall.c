@@ -36,7 +36,8 @@ static int read_text(struct sbx_sandbox *s, uint64_t gpa, uint64_t len, char *ou
 
 static int hc_log(struct sbx_sandbox *s, const struct sbx_xchg *x, struct sbx_diag *diag)
 {
-    if (x->hc_a[0] > SBX_LOG_DEBUG)
+    enum sbx_log_level level;
+    if (!sbx_log_level_from_abi(x->hc_a[0], &level))
         return sbx_fail(diag, SBX_E_GUEST_ABI, "guest log level %llu is not a valid level",
                         (unsigned long long)x->hc_a[0]);
     char msg[SBX_MAX_LOG_MSG + 1];
@@ -48,7 +49,7 @@ static int hc_log(struct sbx_sandbox *s, const struct sbx_xchg *x, struct sbx_di
     if (s->log_count > s->cfg.max_log_per_call)
         return 0; /* counted; sbx_run reports the drop once */
     if (s->cfg.log)
-        s->cfg.log(s->cfg.log_ctx, (enum sbx_log_level)x->hc_a[0], msg);
+        s->cfg.log(s->cfg.log_ctx, level, msg);
     return 0;
 }
 
@@ -65,88 +66,17 @@ static int hc_abort(struct sbx_sandbox *s, const struct sbx_xchg *x, struct sbx_
     return rc;
 }
 
-/* Convert one guest-supplied value of the expected type to a host value. */
-int sbx_hypercall_value(struct sbx_sandbox *s, const struct sbx_abi_value *v, uint8_t type,
-                            struct sbx_value *out, const char *what, struct sbx_diag *diag)
-{
-    if (v->type != type)
-        return sbx_fail(diag, SBX_E_GUEST_ABI, "guest gave %s of type %s, expected %s", what,
-                        sbx_type_name(v->type), sbx_type_name(type));
-    out->type = type;
-    switch (type) {
-    case SBX_T_I32:
-        if (v->u.i64 < INT32_MIN || v->u.i64 > INT32_MAX)
-            return sbx_fail(diag, SBX_E_GUEST_ABI, "guest gave %s i32 out of range: %lld", what,
-                            (long long)v->u.i64);
-        out->u.i32 = (int32_t)v->u.i64;
-        return 0;
-    case SBX_T_BOOL:
-        if (v->u.u64 > 1)
-            return sbx_fail(diag, SBX_E_GUEST_ABI, "guest gave %s bool that is %llu, not 0 or 1",
-                            what, (unsigned long long)v->u.u64);
-        out->u.b = v->u.u64 == 1;
-        return 0;
-    case SBX_T_STR:
-    case SBX_T_BYTES:
-        if (v->u.buf.len > SBX_MAX_RESULT ||
-            !(out->u.buf.ptr = sbx_mem_at(&s->vm, v->u.buf.gpa, v->u.buf.len)))
-            return sbx_fail(diag, SBX_E_GUEST_ABI,
-                            "guest gave %s at 0x%llx, length %llu, outside its memory or over "
-                            "the %u-byte limit",
-                            what, (unsigned long long)v->u.buf.gpa,
-                            (unsigned long long)v->u.buf.len, SBX_MAX_RESULT);
-        out->u.buf.len = (size_t)v->u.buf.len;
-        return 0;
-    default:
-        out->u.u64 = v->u.u64; /* I64, U64 and F64 share the bits */
-        return 0;
-    }
-}
-
-static const struct sbx_host_fn *find_host_fn(const struct sbx_sandbox *s, const char *name)
-{
-    for (size_t i = 0; i < s->cfg.n_host_fns; i++)
-        if (strcmp(s->host_fns[i].name, name) == 0)
-            return &s->host_fns[i];
-    return NULL;
-}
-
-/* Write a host function's result into the exchange area for the guest. */
-static int32_t result_to_guest(struct sbx_sandbox *s, const struct sbx_value *r, uint8_t type,
-                               struct sbx_abi_value *out)
-{
-    if (r->type != type)
-        return SBX_E_HOST_FN;
-    *out = (struct sbx_abi_value){ .type = type };
-    switch (type) {
-    case SBX_T_I32: out->u.i64 = r->u.i32; return 0;
-    case SBX_T_BOOL: out->u.i64 = r->u.b; return 0;
-    case SBX_T_STR:
-    case SBX_T_BYTES:
-        if (r->u.buf.len > SBX_XCHG_DATA_SIZE - s->xchg_data_used)
-            return SBX_E_LIMIT;
-        /* memmove: a host function may answer with bytes of its argument,
-         * which can lie in the exchange area itself (found by fuzz_hypercall) */
-        memmove(sbx_xchg(&s->vm)->data + s->xchg_data_used, r->u.buf.ptr, r->u.buf.len);
-        out->u.buf.gpa = SBX_XCHG_DATA_GPA + s->xchg_data_used;
-        out->u.buf.len = r->u.buf.len;
-        s->xchg_data_used += (uint32_t)r->u.buf.len;
-        return 0;
-    default: out->u.u64 = r->u.u64; return 0;
-    }
-}
-
 static int hc_host_call(struct sbx_sandbox *s, const struct sbx_xchg *x, struct sbx_diag *diag)
 {
-    char name[SBX_MAX_NAME + 1];
+    char name[SBX_ABI_MAX_NAME + 1];
     struct sbx_xchg *shared = sbx_xchg(&s->vm);
-    if (x->hc_a[1] == 0 || x->hc_a[1] > SBX_MAX_NAME)
+    if (x->hc_a[1] == 0 || x->hc_a[1] > SBX_ABI_MAX_NAME)
         return sbx_fail(diag, SBX_E_GUEST_ABI, "guest host-call name length %llu is not 1..%u",
-                        (unsigned long long)x->hc_a[1], SBX_MAX_NAME);
+                        (unsigned long long)x->hc_a[1], SBX_ABI_MAX_NAME);
     int rc = read_text(s, x->hc_a[0], x->hc_a[1], name, sizeof name, "a host function name", diag);
     if (rc)
         return rc;
-    const struct sbx_host_fn *fn = find_host_fn(s, name);
+    const struct sbx_host_fn *fn = sbx_host_fns_find(s->host_fns, name);
     if (!fn) {
         sbx_logf(s->cfg.log, s->cfg.log_ctx, SBX_LOG_WARN, "guest called unknown host function '%s'",
                  name);
@@ -155,19 +85,21 @@ static int hc_host_call(struct sbx_sandbox *s, const struct sbx_xchg *x, struct 
     }
     if (x->nargs != fn->nargs)
         return sbx_fail(diag, SBX_E_GUEST_ABI, "guest called host function '%s' with %u arguments, "
-                        "it takes %u", name, x->nargs, fn->nargs);
+                        "it takes %zu", name, x->nargs, fn->nargs);
     struct sbx_value args[SBX_MAX_ARGS];
     for (uint32_t i = 0; i < x->nargs; i++) {
-        char what[SBX_MAX_NAME + 48];
+        char what[SBX_ABI_MAX_NAME + 48];
         snprintf(what, sizeof what, "argument %u of host function '%s'", i + 1, name);
-        rc = sbx_hypercall_value(s, &x->args[i], (uint8_t)fn->args[i], &args[i], what, diag);
+        rc = sbx_value_decode(s, &x->args[i], fn->args[i], &args[i], what, diag);
         if (rc)
             return rc;
     }
     struct sbx_value ret = { .type = fn->ret };
     int32_t status = fn->fn(fn->ctx, args, x->nargs, &ret);
+    if (status == 0 && ret.type != fn->ret)
+        status = SBX_E_HOST_FN;
     if (status == 0)
-        status = result_to_guest(s, &ret, (uint8_t)fn->ret, &shared->ret);
+        status = sbx_value_encode(s, &ret, &shared->ret);
     shared->host_status = status < 0 ? status : 0;
     return 0;
 }
@@ -191,10 +123,10 @@ int sbx_hypercall(struct sbx_sandbox *s, uint8_t op, uint8_t until, struct sbx_d
     }
 }
 
-static int read_function(struct sbx_sandbox *s, const struct sbx_abi_func *in, size_t i,
-                         struct sbx_diag *diag)
+static int read_function(struct sbx_sandbox *s, const struct sbx_abi_func *in,
+                         struct sbx_func *funcs, size_t i, struct sbx_diag *diag)
 {
-    struct sbx_func *f = &s->funcs[i];
+    struct sbx_func *f = &funcs[i];
     const char *name = sbx_mem_at(&s->vm, in->name_gpa, in->name_len);
     if (!name || !sbx_valid_func_name(name, in->name_len))
         return sbx_fail(diag, SBX_E_GUEST_ABI,
@@ -203,14 +135,11 @@ static int read_function(struct sbx_sandbox *s, const struct sbx_abi_func *in, s
                         i, (unsigned long long)in->name_gpa, in->name_len, SBX_MAX_NAME);
     memcpy(f->name, name, in->name_len);
     f->name[in->name_len] = '\0';
-    if (!sbx_valid_signature(in->ret_type, in->nargs, in->arg_types))
+    if (!sbx_signature_from_abi(in->ret_type, in->nargs, in->arg_types, f))
         return sbx_fail(diag, SBX_E_GUEST_ABI, "guest function '%s': return type %u, %u arguments "
                         "or an argument type is invalid", f->name, in->ret_type, in->nargs);
-    f->ret = in->ret_type;
-    f->nargs = in->nargs;
-    memcpy(f->args, in->arg_types, f->nargs);
     for (size_t j = 0; j < i; j++)
-        if (strcmp(s->funcs[j].name, f->name) == 0)
+        if (strcmp(funcs[j].name, f->name) == 0)
             return sbx_fail(diag, SBX_E_GUEST_ABI, "guest registered function '%s' twice", f->name);
     return 0;
 }
@@ -229,11 +158,11 @@ int sbx_read_functions(struct sbx_sandbox *s, struct sbx_diag *diag)
                         (unsigned long long)gpa);
     struct sbx_abi_func copy[SBX_MAX_FUNCS];
     memcpy(copy, table, count * sizeof *table);
+    struct sbx_func funcs[SBX_MAX_FUNCS];
     for (size_t i = 0; i < count; i++) {
-        int rc = read_function(s, &copy[i], i, diag);
+        int rc = read_function(s, &copy[i], funcs, i, diag);
         if (rc)
             return rc;
     }
-    s->nfuncs = count;
-    return 0;
+    return sbx_sandbox_set_functions(s, funcs, count, diag);
 }

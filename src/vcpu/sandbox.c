@@ -12,32 +12,19 @@ const char *sbx_type_name(enum sbx_type t)
     return (unsigned)t < SBX_T_COUNT_ ? names[t] : "?";
 }
 
-static int check_host_fns(const struct sbx_config *cfg, struct sbx_diag *diag)
-{
-    for (size_t i = 0; i < cfg->n_host_fns; i++) {
-        const struct sbx_host_fn *f = &cfg->host_fns[i];
-        uint8_t args[SBX_MAX_ARGS] = { 0 };
-        for (size_t a = 0; a < f->nargs && a < SBX_MAX_ARGS; a++)
-            args[a] = (uint8_t)f->args[a];
-        if (!f->name || !f->fn || !sbx_valid_func_name(f->name, strlen(f->name)) ||
-            (unsigned)f->ret > 255 || !sbx_valid_signature(f->ret, f->nargs, args))
-            return sbx_fail(diag, SBX_E_INVAL, "host function %zu: needs a name of 1..%u "
-                            "characters of [A-Za-z0-9_], a callback, at most %u arguments and "
-                            "valid types", i, SBX_MAX_NAME, SBX_MAX_ARGS);
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(cfg->host_fns[j].name, f->name) == 0)
-                return sbx_fail(diag, SBX_E_INVAL, "host function '%s' is registered twice",
-                                f->name);
-    }
-    return 0;
-}
+/* The API's memory sizes must be ones the guest layout can map. */
+_Static_assert(SBX_MEM_SIZE_MIN >= SBX_MEM_MIN && SBX_MEM_SIZE_MAX <= SBX_MEM_MAX,
+               "API memory sizes fit the guest layout");
+_Static_assert(SBX_GUEST_PAGE_SIZE == SBX_PAGE_SIZE, "the page size snapshots count in");
 
 int sbx_check_mem_size(uint64_t mem_size, struct sbx_diag *diag)
 {
-    if (mem_size < SBX_MEM_MIN || mem_size > SBX_MEM_MAX || mem_size % (2ull << 20) != 0)
+    if (mem_size < SBX_MEM_SIZE_MIN || mem_size > SBX_MEM_SIZE_MAX ||
+        mem_size % (2ull << 20) != 0)
         return sbx_fail(diag, SBX_E_LIMIT, "guest memory size %llu is not a multiple of 2 MiB "
-                        "between %llu and %llu bytes",
-                        (unsigned long long)mem_size, SBX_MEM_MIN, SBX_MEM_MAX);
+                        "between %llu and %llu bytes", (unsigned long long)mem_size,
+                        (unsigned long long)SBX_MEM_SIZE_MIN,
+                        (unsigned long long)SBX_MEM_SIZE_MAX);
     return 0;
 }
 
@@ -65,17 +52,15 @@ static int resolve_config(const struct sbx_config *in, struct sbx_config *out,
     if (out->deadline_signal < SIGRTMIN || out->deadline_signal > SIGRTMAX)
         return sbx_fail(diag, SBX_E_INVAL, "deadline signal %d is not a real-time signal",
                         out->deadline_signal);
-    if (out->n_host_fns && !out->host_fns)
-        return sbx_fail(diag, SBX_E_INVAL, "n_host_fns is %zu but host_fns is NULL",
-                        out->n_host_fns);
-    return check_host_fns(out, diag);
+    return 0;
 }
 
 static int boot(struct sbx_sandbox *s, const struct sbx_guest *g, struct sbx_diag *diag)
 {
     sbx_mem_prepare(&s->vm, g);
-    s->guest_has_note = sbx_guest_note(g, &s->guest_version) != SBX_NOTE_NONE;
-    s->guest_hash = g->hash;
+    struct sbx_guest_facts facts = { .hash = g->hash };
+    facts.has_note = sbx_guest_note(g, &facts.version) != SBX_NOTE_NONE;
+    sbx_sandbox_set_guest_facts(s, &facts);
     int rc = sbx_x86_set_initial_state(&s->vm, g->entry, diag);
     if (rc)
         return rc;
@@ -92,9 +77,10 @@ int sbx_sandbox_alloc(const struct sbx_config *cfg, uint64_t mem_size, struct sb
     if (!s)
         return sbx_fail(diag, SBX_E_NOMEM, "out of memory for a sandbox");
     s->vm = (struct sbx_vm){ .kvm_fd = -1, .vm_fd = -1, .vcpu_fd = -1 };
-    static const struct sbx_config defaults;
-    struct sbx_config wanted = cfg ? *cfg : defaults;
-    int rc = 0;
+    struct sbx_config wanted;
+    int rc = sbx_opts_in(&wanted, sizeof wanted, cfg, "sbx_config", diag);
+    if (rc)
+        goto err;
     if (mem_size && wanted.mem_size && mem_size > wanted.mem_size) {
         rc = sbx_fail(diag, SBX_E_LIMIT, "the snapshot needs %llu bytes of guest memory; the "
                       "configuration allows %llu (mem_size)", (unsigned long long)mem_size,
@@ -106,13 +92,9 @@ int sbx_sandbox_alloc(const struct sbx_config *cfg, uint64_t mem_size, struct sb
     rc = resolve_config(&wanted, &s->cfg, diag);
     if (rc)
         goto err;
-    if (s->cfg.n_host_fns) {
-        s->host_fns = calloc(s->cfg.n_host_fns, sizeof *s->host_fns);
-        if (!s->host_fns) {
-            rc = sbx_fail(diag, SBX_E_NOMEM, "out of memory for host functions");
-            goto err;
-        }
-        memcpy(s->host_fns, s->cfg.host_fns, s->cfg.n_host_fns * sizeof *s->host_fns);
+    if (s->cfg.host_fns) {
+        sbx_host_fns_hold(s->cfg.host_fns);
+        s->host_fns = s->cfg.host_fns;
     }
     *out = s;
     return 0;
@@ -169,9 +151,10 @@ static void format_signature(const struct sbx_func *f, char *out, size_t cap)
 {
     int n = snprintf(out, cap, "%s(", f->name);
     for (size_t i = 0; i < f->nargs && n > 0 && (size_t)n < cap; i++)
-        n += snprintf(out + n, cap - (size_t)n, "%s%s", i ? ", " : "", sbx_type_name(f->args[i]));
+        n += snprintf(out + n, cap - (size_t)n, "%s%s", i ? ", " : "",
+                      sbx_type_name(f->arg_types[i]));
     if (n > 0 && (size_t)n < cap)
-        snprintf(out + n, cap - (size_t)n, ") -> %s", sbx_type_name(f->ret));
+        snprintf(out + n, cap - (size_t)n, ") -> %s", sbx_type_name(f->ret_type));
 }
 
 static int check_args(const struct sbx_func *f, const struct sbx_value *args, size_t nargs,
@@ -179,7 +162,7 @@ static int check_args(const struct sbx_func *f, const struct sbx_value *args, si
 {
     size_t bad = 0; /* 1-based index of the first mismatched argument */
     for (size_t i = 0; i < nargs && i < f->nargs && !bad; i++)
-        if (args[i].type != f->args[i])
+        if (args[i].type != f->arg_types[i])
             bad = i + 1;
     if (nargs == f->nargs && !bad)
         return 0;
@@ -188,7 +171,7 @@ static int check_args(const struct sbx_func *f, const struct sbx_value *args, si
     if (nargs != f->nargs)
         return sbx_fail(diag, SBX_E_ARGS, "%s takes %u arguments, got %zu", sig, f->nargs, nargs);
     return sbx_fail(diag, SBX_E_ARGS, "%s: argument %zu is %s, expected %s", sig, bad,
-                    sbx_type_name(args[bad - 1].type), sbx_type_name(f->args[bad - 1]));
+                    sbx_type_name(args[bad - 1].type), sbx_type_name(f->arg_types[bad - 1]));
 }
 
 /* Checked before anything is written, so a refused call leaves no data in
@@ -207,30 +190,14 @@ static int check_args_fit(const struct sbx_value *args, size_t nargs, struct sbx
     return 0;
 }
 
-/* Encode the call's arguments into the exchange area; strings and bytes go to
- * xchg.data. check_args_fit has made sure they fit. */
+/* Encode the call's arguments into the exchange area (value.c); strings and
+ * bytes go to xchg.data, from its start. check_args_fit has made sure they fit. */
 static void write_args(struct sbx_sandbox *s, const struct sbx_value *args, size_t nargs)
 {
     struct sbx_xchg *x = sbx_xchg(&s->vm);
-    uint32_t used = 0;
-    for (size_t i = 0; i < nargs; i++) {
-        struct sbx_abi_value *v = &x->args[i];
-        *v = (struct sbx_abi_value){ .type = args[i].type };
-        switch (args[i].type) {
-        case SBX_T_I32: v->u.i64 = args[i].u.i32; break;
-        case SBX_T_BOOL: v->u.i64 = args[i].u.b; break;
-        case SBX_T_STR:
-        case SBX_T_BYTES:
-            if (args[i].u.buf.len)
-                memcpy(x->data + used, args[i].u.buf.ptr, args[i].u.buf.len);
-            v->u.buf.gpa = SBX_XCHG_DATA_GPA + used;
-            v->u.buf.len = args[i].u.buf.len;
-            used += (uint32_t)args[i].u.buf.len;
-            break;
-        default: v->u.u64 = args[i].u.u64; break;
-        }
-    }
-    s->xchg_data_used = used;
+    s->xchg_data_used = 0;
+    for (size_t i = 0; i < nargs; i++)
+        (void)sbx_value_encode(s, &args[i], &x->args[i]);
 }
 
 static int read_result(struct sbx_sandbox *s, const struct sbx_func *f, struct sbx_value *ret,
@@ -238,10 +205,10 @@ static int read_result(struct sbx_sandbox *s, const struct sbx_func *f, struct s
 {
     struct sbx_abi_value raw = sbx_xchg(&s->vm)->ret;
     struct sbx_value v = { .type = SBX_T_VOID };
-    if (f->ret != SBX_T_VOID) {
+    if (f->ret_type != SBX_T_VOID) {
         char what[SBX_MAX_NAME + 32];
         snprintf(what, sizeof what, "the result of '%s'", f->name);
-        int rc = sbx_hypercall_value(s, &raw, f->ret, &v, what, diag);
+        int rc = sbx_value_decode(s, &raw, f->ret_type, &v, what, diag);
         if (rc)
             return rc;
     }
@@ -295,7 +262,7 @@ static int call_locked(struct sbx_sandbox *s, const char *name, const struct sbx
     struct sbx_xchg *x = sbx_xchg(&s->vm);
     x->call_index = (uint32_t)(f - s->funcs);
     x->nargs = (uint32_t)nargs;
-    x->ret = (struct sbx_abi_value){ .type = f->ret };
+    x->ret = (struct sbx_abi_value){ .type = sbx_type_to_abi(f->ret_type) };
     rc = sbx_run(s, SBX_HC_RETURN, diag);
     if (s->xchg_data_used > s->xchg_dirty_hi)
         s->xchg_dirty_hi = s->xchg_data_used;
@@ -322,31 +289,64 @@ int sbx_sandbox_start_state(struct sbx_sandbox *s, const struct sbx_vcpu_state *
         return sbx_fail(diag, SBX_E_NOMEM, "out of memory for the vCPU state");
     return sbx_vcpu_save(&s->vm, s->reset_state, diag);
 }
-size_t sbx_sandbox_function_count(const struct sbx_sandbox *s) { return s->nfuncs; }
 
-static void func_info(const struct sbx_func *f, struct sbx_func_info *out)
+int sbx_sandbox_set_functions(struct sbx_sandbox *s, const struct sbx_func *funcs, size_t n,
+                              struct sbx_diag *diag)
 {
-    *out = (struct sbx_func_info){ .name = f->name, .ret = f->ret, .nargs = f->nargs };
-    for (size_t a = 0; a < f->nargs; a++)
-        out->args[a] = f->args[a];
+    if (n > SBX_MAX_FUNCS)
+        return sbx_fail(diag, SBX_E_LIMIT, "%zu guest functions; a sandbox holds at most %u", n,
+                        SBX_MAX_FUNCS);
+    if (n)
+        memcpy(s->funcs, funcs, n * sizeof *funcs);
+    s->nfuncs = n;
+    return 0;
 }
 
-int sbx_sandbox_function(const struct sbx_sandbox *s, size_t i, struct sbx_func_info *out)
+const struct sbx_func *sbx_sandbox_functions(const struct sbx_sandbox *s, size_t *n)
 {
-    if (i >= s->nfuncs)
-        return SBX_E_INVAL;
-    func_info(&s->funcs[i], out);
-    return 0;
+    *n = s->nfuncs;
+    return s->funcs;
+}
+
+void sbx_sandbox_set_guest_facts(struct sbx_sandbox *s, const struct sbx_guest_facts *facts)
+{
+    s->guest = *facts;
+}
+
+const struct sbx_guest_facts *sbx_sandbox_guest_facts(const struct sbx_sandbox *s)
+{
+    return &s->guest;
+}
+
+size_t sbx_sandbox_function_count(const struct sbx_sandbox *s) { return s->nfuncs; }
+
+/* Shared with sbx_snapshot_function: both describe a struct sbx_func. */
+int sbx_func_info_out(const struct sbx_func *f, struct sbx_func_info *out, struct sbx_diag *diag)
+{
+    struct sbx_func_info fi = { .sz = sizeof fi, .name = f->name, .args = f->arg_types,
+                                .nargs = f->nargs, .ret = f->ret_type };
+    return sbx_opts_out(out, &fi, sizeof fi, "sbx_func_info", diag);
+}
+
+int sbx_sandbox_function(const struct sbx_sandbox *s, size_t i, struct sbx_func_info *out,
+                         struct sbx_diag *diag)
+{
+    if (!s || !out || i >= s->nfuncs)
+        return sbx_fail(diag, SBX_E_INVAL, "sbx_sandbox_function: no function %zu (the guest "
+                        "has %zu)", i, s ? s->nfuncs : 0);
+    return sbx_func_info_out(&s->funcs[i], out, diag);
 }
 
 int sbx_sandbox_find_function(const struct sbx_sandbox *s, const char *name,
-                              struct sbx_func_info *out)
+                              struct sbx_func_info *out, struct sbx_diag *diag)
 {
+    if (!s || !name || !out)
+        return sbx_fail(diag, SBX_E_INVAL, "sbx_sandbox_find_function: sandbox, name and out "
+                        "are required");
     const struct sbx_func *f = find_func(s, name);
     if (!f)
-        return SBX_E_NO_FUNC;
-    func_info(f, out);
-    return 0;
+        return sbx_fail(diag, SBX_E_NO_FUNC, "guest has no function '%s'", name);
+    return sbx_func_info_out(f, out, diag);
 }
 
 void sbx_sandbox_destroy(struct sbx_sandbox *s)
@@ -357,7 +357,7 @@ void sbx_sandbox_destroy(struct sbx_sandbox *s)
     sbx_vm_destroy(&s->vm);
     sbx_template_release(s->tpl);
     free(s->reset_state);
-    free(s->host_fns);
+    sbx_host_fns_release(s->host_fns);
     free(s->result);
     free(s);
 }

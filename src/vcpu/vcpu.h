@@ -8,11 +8,13 @@
 #include <time.h>
 
 #include "internal.h"
+#include "sbx_abi.h"
 
 #define SBX_MAX_LOG_MSG 4096u          /* longer guest log messages are truncated */
 #define SBX_MAX_RESULT (16u << 20)     /* largest string/bytes a guest may return */
 
 #define SBX_HUGE_SIZE (2u << 20)
+#define SBX_MAX_FUNCS SBX_ABI_MAX_FUNCS /* functions a sandbox holds: all a guest may register */
 
 struct sbx_vm {
     int kvm_fd, vm_fd, vcpu_fd;
@@ -51,16 +53,47 @@ struct sbx_deadline {
     uint64_t run_mask;
 };
 
+/* A guest function's signature in API types: wire and file codes are
+ * converted at the boundary (value.c), so sbx_func_info can point into it. */
 struct sbx_func {
     char name[SBX_MAX_NAME + 1];
-    uint8_t ret, nargs;
-    uint8_t args[SBX_MAX_ARGS];
+    enum sbx_type ret_type;
+    uint8_t nargs;
+    enum sbx_type arg_types[SBX_MAX_ARGS];
 };
 
+/* What a snapshot records about the guest a sandbox runs. */
+struct sbx_guest_facts {
+    bool has_note;
+    struct sbx_version version; /* valid if has_note */
+    uint64_t hash;              /* XXH3-64 of the ELF file */
+};
+
+/* host_fns.c: one host function, and the reference-counted set of them. */
+struct sbx_host_fn {
+    char name[SBX_MAX_NAME + 1];
+    enum sbx_type ret;
+    size_t nargs;
+    enum sbx_type args[SBX_MAX_ARGS];
+    sbx_host_cb fn;
+    void *ctx;
+};
+struct sbx_host_fns {
+    struct sbx_host_fn *fns;
+    size_t n, cap;
+    atomic_int refs;    /* the caller's, plus one per sandbox using the set */
+    atomic_bool frozen; /* a sandbox uses it: no more adds */
+};
+/* A sandbox's reference: freezes the set. */
+void sbx_host_fns_hold(const struct sbx_host_fns *h);
+void sbx_host_fns_release(const struct sbx_host_fns *h);
+const struct sbx_host_fn *sbx_host_fns_find(const struct sbx_host_fns *h, const char *name);
+
+/* Owned by sandbox.c: other modules use the functions below. */
 struct sbx_sandbox {
     struct sbx_vm vm;
     struct sbx_config cfg;
-    struct sbx_host_fn *host_fns; /* copy of cfg.host_fns */
+    const struct sbx_host_fns *host_fns; /* held reference to cfg.host_fns, or NULL */
     struct sbx_func funcs[SBX_MAX_FUNCS];
     size_t nfuncs;
     bool poisoned;
@@ -73,10 +106,7 @@ struct sbx_sandbox {
     struct sbx_vcpu_state *reset_state; /* the complete vCPU state reset puts back */
     uint8_t *result;         /* STR/BYTES results of the last call */
     size_t result_cap;
-    /* what a snapshot records about the guest */
-    bool guest_has_note;
-    struct sbx_version guest_version;
-    uint64_t guest_hash;
+    struct sbx_guest_facts guest; /* what a snapshot records about the guest */
 };
 
 /* template.c: drop a sandbox's reference; the last one frees the template. */
@@ -88,6 +118,16 @@ int sbx_check_mem_size(uint64_t mem_size, struct sbx_diag *diag);
  * keep what it then holds as the state reset returns to. */
 int sbx_sandbox_start_state(struct sbx_sandbox *s, const struct sbx_vcpu_state *st,
                             struct sbx_diag *diag);
+/* sandbox.c: the guest's function table (checked by the caller: names and
+ * signatures by the one rule, no duplicates); SBX_E_LIMIT over SBX_MAX_FUNCS. */
+int sbx_sandbox_set_functions(struct sbx_sandbox *s, const struct sbx_func *funcs, size_t n,
+                              struct sbx_diag *diag);
+const struct sbx_func *sbx_sandbox_functions(const struct sbx_sandbox *s, size_t *n);
+void sbx_sandbox_set_guest_facts(struct sbx_sandbox *s, const struct sbx_guest_facts *facts);
+const struct sbx_guest_facts *sbx_sandbox_guest_facts(const struct sbx_sandbox *s);
+/* Describe f into the caller's out, up to out->sz (sbx_sandbox_function and
+ * sbx_snapshot_function). */
+int sbx_func_info_out(const struct sbx_func *f, struct sbx_func_info *out, struct sbx_diag *diag);
 /* sandbox.c: allocate a sandbox with a resolved configuration, no VM yet. */
 int sbx_sandbox_alloc(const struct sbx_config *cfg, uint64_t mem_size, struct sbx_sandbox **out,
                       struct sbx_diag *diag);
@@ -188,9 +228,24 @@ int sbx_run(struct sbx_sandbox *s, uint8_t until, struct sbx_diag *diag);
  * a negative error otherwise. */
 int sbx_hypercall(struct sbx_sandbox *s, uint8_t op, uint8_t until, struct sbx_diag *diag);
 int sbx_read_functions(struct sbx_sandbox *s, struct sbx_diag *diag);
-/* Check a guest-supplied value against type and convert it; STR/BYTES point
+
+/* value.c: the one place that maps API values and types to the wire's
+ * (sbx_abi.h) and back. Nothing else may assume their codes are equal. */
+uint32_t sbx_type_to_abi(enum sbx_type t);
+/* false for a code that is no type (or VOID where allow_void is false). */
+bool sbx_type_from_abi(uint32_t code, bool allow_void, enum sbx_type *out);
+bool sbx_log_level_from_abi(uint64_t code, enum sbx_log_level *out);
+/* A signature from wire codes (guest function table, snapshot files) into
+ * f's types; false if a code is unknown or nargs is over SBX_MAX_ARGS. The
+ * name is the caller's to fill and check. */
+bool sbx_signature_from_abi(uint8_t ret, uint8_t nargs, const uint8_t *codes, struct sbx_func *f);
+/* Encode v for the guest: call arguments and host-function results alike.
+ * STR/BYTES go to xchg.data at s->xchg_data_used, which grows;
+ * SBX_E_LIMIT if they do not fit (nothing written then). */
+int sbx_value_encode(struct sbx_sandbox *s, const struct sbx_value *v, struct sbx_abi_value *out);
+/* Check a guest-supplied value against type and decode it; STR/BYTES point
  * into guest memory. what names the value in error messages. */
-int sbx_hypercall_value(struct sbx_sandbox *s, const struct sbx_abi_value *v, uint8_t type,
-                        struct sbx_value *out, const char *what, struct sbx_diag *diag);
+int sbx_value_decode(struct sbx_sandbox *s, const struct sbx_abi_value *v, enum sbx_type type,
+                     struct sbx_value *out, const char *what, struct sbx_diag *diag);
 
 #endif

@@ -12,7 +12,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct sbx_diag d = { 0 };
     if (sbx_guest_from_memory(data, size, "fuzz.elf", &g, &d))
         return 0;
-    struct sbx_load_opts strict = { .require_note = true }, relaxed = { .policy = SBX_VERSION_RELAXED };
+    SBX_OPTS(sbx_load_opts, strict, .require_note = true);
+    SBX_OPTS(sbx_load_opts, relaxed, .policy = SBX_VERSION_RELAXED);
     sbx_guest_check_version(g, &strict, &d);
     sbx_guest_check_version(g, &relaxed, &d);
     /* exactly the smallest guest memory: ASan sees any write past it */

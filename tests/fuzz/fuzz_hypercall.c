@@ -35,16 +35,18 @@ static void log_cb(void *ctx, enum sbx_log_level level, const char *msg)
 
 static struct sbx_sandbox *fake_sandbox(void)
 {
-    static const struct sbx_host_fn fns[] = {
-        { .name = "host_echo", .ret = SBX_T_STR, .nargs = 1, .args = { SBX_T_STR }, .fn = host_echo },
-        { .name = "host_add", .ret = SBX_T_I64, .nargs = 2, .args = { SBX_T_I64, SBX_T_I64 },
-          .fn = host_add },
-    };
-    struct sbx_config cfg = { .log = log_cb, .host_fns = fns, .n_host_fns = 2, .max_log_per_call = 4 };
+    static const enum sbx_type echo_args[] = { SBX_T_STR }, add_args[] = { SBX_T_I64, SBX_T_I64 };
+    struct sbx_host_fns *fns = NULL;
     struct sbx_sandbox *s = NULL;
     struct sbx_diag d = { 0 };
+    if (sbx_host_fns_new(&fns, &d) ||
+        sbx_host_fns_add(fns, "host_echo", SBX_T_STR, 1, echo_args, host_echo, NULL, &d) ||
+        sbx_host_fns_add(fns, "host_add", SBX_T_I64, 2, add_args, host_add, NULL, &d))
+        abort();
+    SBX_OPTS(sbx_config, cfg, .log = log_cb, .host_fns = fns, .max_log_per_call = 4);
     if (sbx_sandbox_alloc(&cfg, 0, &s, &d))
         abort();
+    sbx_host_fns_free(fns); /* the sandbox holds it */
     /* one allocation of exactly FUZZ_MEM bytes: ASan sees any access past it */
     s->vm.mem = malloc(FUZZ_MEM);
     s->vm.mem_size = FUZZ_MEM;
@@ -70,9 +72,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (sbx_read_functions(s, &d) == 0 && s->nfuncs > SBX_MAX_FUNCS)
         abort();
     const struct sbx_xchg *x = sbx_xchg(&s->vm);
-    for (uint8_t t = SBX_T_I32; t < SBX_T_COUNT_; t++) {
+    for (int t = SBX_T_I32; t < SBX_T_COUNT_; t++) {
         struct sbx_value v;
-        int rc = sbx_hypercall_value(s, &x->args[t % SBX_MAX_ARGS], t, &v, "fuzzed value", &d);
+        int rc = sbx_value_decode(s, &x->args[t % SBX_ABI_MAX_ARGS], (enum sbx_type)t, &v,
+                                  "fuzzed value", &d);
         if (rc == 0 && (t == SBX_T_STR || t == SBX_T_BYTES) && v.u.buf.len) {
             /* an accepted range is inside guest memory: ASan checks both ends */
             volatile uint8_t first = ((const uint8_t *)v.u.buf.ptr)[0];

@@ -9,11 +9,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct sbx_snapshot *snap = snapfix_open(data, size, FIX_HEADER | (size % 2 ? FIX_INDEX : 0));
     if (!snap)
         return 0;
-    struct sbx_snapshot_info info;
-    sbx_snapshot_info(snap, &info);
-    struct sbx_func_info f;
+    SBX_OPTS(sbx_snapshot_info, info);
+    if (sbx_snapshot_info(snap, &info, NULL))
+        abort();
+    SBX_OPTS(sbx_func_info, f);
     for (size_t i = 0; i < info.nfuncs; i++)
-        if (sbx_snapshot_function(snap, i, &f) || strlen(f.name) > SBX_MAX_NAME)
+        if (sbx_snapshot_function(snap, i, &f, NULL) || strlen(f.name) > SBX_MAX_NAME ||
+            f.nargs > SBX_MAX_ARGS)
             abort();
     sbx_snapshot_free(snap);
     return 0;

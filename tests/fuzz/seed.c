@@ -72,8 +72,8 @@ static void seed_guest(const char *guest_dir, const char *name)
     static struct sbx_vcpu_state st;
     static const struct sbx_cpu_facts cpu = { .vendor = "AuthenticAMD" };
     static const struct sbx_func funcs[] = {
-        { .name = "add", .ret = SBX_T_I32, .nargs = 2, .args = { SBX_T_I32, SBX_T_I32 } },
-        { .name = "echo", .ret = SBX_T_STR, .nargs = 1, .args = { SBX_T_STR } },
+        { .name = "add", .ret_type = SBX_T_I32, .nargs = 2, .arg_types = { SBX_T_I32, SBX_T_I32 } },
+        { .name = "echo", .ret_type = SBX_T_STR, .nargs = 1, .arg_types = { SBX_T_STR } },
     };
     for (int hc = 0; hc < 2; hc++) {
         struct sbx_snap_input in = { .mem = vm.mem, .mem_size = vm.mem_size, .state = &st,
@@ -108,7 +108,7 @@ static void seed_hypercalls(void)
 {
     struct hc_seed s = { .op = SBX_HC_LOG, .until = SBX_HC_RETURN };
     memcpy(s.data, "hello from the guest", 20);
-    s.x.hc_a[0] = SBX_LOG_INFO, s.x.hc_a[1] = data_gpa(0), s.x.hc_a[2] = 20;
+    s.x.hc_a[0] = SBX_ABI_LOG_INFO, s.x.hc_a[1] = data_gpa(0), s.x.hc_a[2] = 20;
     put("fuzz_hypercall", "log", &s, sizeof s);
     s.op = SBX_HC_ABORT, s.x.hc_a[0] = 3;
     put("fuzz_hypercall", "abort", &s, sizeof s);
@@ -117,27 +117,28 @@ static void seed_hypercalls(void)
     memcpy(s.data, "host_echo", 9);
     memcpy(s.data + 16, "payload", 7);
     s.x.hc_a[0] = data_gpa(0), s.x.hc_a[1] = 9, s.x.nargs = 1;
-    s.x.args[0] = (struct sbx_abi_value){ .type = SBX_T_STR, .u.buf = { data_gpa(16), 7 } };
+    s.x.args[0] = (struct sbx_abi_value){ .type = SBX_ABI_T_STR, .u.buf = { data_gpa(16), 7 } };
     put("fuzz_hypercall", "host-echo", &s, sizeof s);
     memcpy(s.data, "host_add\0", 9);
     s.x.hc_a[1] = 8, s.x.nargs = 2;
-    s.x.args[0] = (struct sbx_abi_value){ .type = SBX_T_I64, .u.i64 = 40 };
-    s.x.args[1] = (struct sbx_abi_value){ .type = SBX_T_I64, .u.i64 = 2 };
+    s.x.args[0] = (struct sbx_abi_value){ .type = SBX_ABI_T_I64, .u.i64 = 40 };
+    s.x.args[1] = (struct sbx_abi_value){ .type = SBX_ABI_T_I64, .u.i64 = 2 };
     put("fuzz_hypercall", "host-add", &s, sizeof s);
     memset(&s, 0, sizeof s);
     s.op = s.until = SBX_HC_READY;
     struct sbx_abi_func table[2] = {
-        { .name_gpa = data_gpa(128), .name_len = 3, .ret_type = SBX_T_I32, .nargs = 2,
-          .arg_types = { SBX_T_I32, SBX_T_I32 } },
-        { .name_gpa = data_gpa(136), .name_len = 4, .ret_type = SBX_T_STR, .nargs = 1,
-          .arg_types = { SBX_T_STR } },
+        { .name_gpa = data_gpa(128), .name_len = 3, .ret_type = SBX_ABI_T_I32, .nargs = 2,
+          .arg_types = { SBX_ABI_T_I32, SBX_ABI_T_I32 } },
+        { .name_gpa = data_gpa(136), .name_len = 4, .ret_type = SBX_ABI_T_STR, .nargs = 1,
+          .arg_types = { SBX_ABI_T_STR } },
     };
     memcpy(s.data, table, sizeof table);
     memcpy(s.data + 128, "add", 3);
     memcpy(s.data + 136, "echo", 4);
     s.x.hc_a[0] = data_gpa(0), s.x.hc_a[1] = 2;
-    for (uint8_t t = SBX_T_I32; t < SBX_T_COUNT_; t++)
-        s.x.args[t % SBX_MAX_ARGS] = (struct sbx_abi_value){ .type = t, .u.buf = { data_gpa(128), 3 } };
+    for (uint8_t t = SBX_ABI_T_I32; t < SBX_ABI_T_COUNT_; t++)
+        s.x.args[t % SBX_ABI_MAX_ARGS] = (struct sbx_abi_value){ .type = t,
+                                                                 .u.buf = { data_gpa(128), 3 } };
     put("fuzz_hypercall", "ready-and-values", &s, sizeof s);
 }
 

@@ -47,7 +47,7 @@ static inline struct sbx_snapshot *snapfix_open(const uint8_t *data, size_t size
     snapfix(buf, size, what);
     struct sbx_snapshot *snap = NULL;
     struct sbx_diag d = { 0 };
-    struct sbx_snapshot_open_opts relaxed = { .policy = SBX_VERSION_RELAXED };
+    SBX_OPTS(sbx_snapshot_open_opts, relaxed, .policy = SBX_VERSION_RELAXED);
     if (sbx_snapshot_from_memory(buf, size, "fuzz.snap", &relaxed, &snap, &d))
         snap = NULL;
     free(buf);
