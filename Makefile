@@ -33,7 +33,7 @@ GUEST_LIB   := $(BUILD)/guest-lib/guest.o $(BUILD)/guest-lib/entry.o $(BUILD)/gu
 GUESTS      := $(BUILD)/guests/demo.elf $(BUILD)/guests/hostile.elf $(BUILD)/guests/plain.elf \
                $(BUILD)/guests/bench.elf
 
-TESTS_NATIVE := $(BUILD)/tests/test_loader $(BUILD)/tests/test_snapshot
+TESTS_NATIVE := $(BUILD)/tests/test_loader $(BUILD)/tests/test_snapshot $(BUILD)/tests/test_api
 TESTS_KVM    := $(BUILD)/tests/test_kvm $(BUILD)/tests/test_template $(BUILD)/tests/test_crash
 CRASH_SHIM   := $(BUILD)/tests/crashshim.so
 DEPS_STAMP   := $(BUILD)/.deps-build
@@ -156,6 +156,13 @@ check-valgrind: all $(FUZZ_SEEDS)
 
 demo: all
 	sh scripts/demo.sh $(BUILD)
+
+# The public surface: snapbox.h alone as C11 and C++17, and the exported
+# symbols of libsnapbox.so against tests/abi/snapbox.sym.
+.PHONY: check-api
+check-api: $(BUILD)/libsnapbox.so
+	sh tests/check-api.sh $(BUILD)
+check: check-api
 
 # ---- fuzzing: libFuzzer builds (clang) and gcc replay builds of each target ----
 $(BUILD)/fuzz/seed: tests/fuzz/seed.c $(SAN_OBJS) $(HEADERS)

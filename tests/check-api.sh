@@ -1,0 +1,50 @@
+#!/bin/sh
+# check-api.sh [BUILD] - the library's public surface, checked as a user sees it:
+#  1. include/snapbox.h alone compiles as C11 and as C++17 (-Wall -Wextra
+#     -Werror -pedantic), and it does not pull in the guest ABI (sbx_abi.h);
+#  2. a C++ program fills a sized struct the documented C++ way;
+#  3. BUILD/libsnapbox.so exports exactly the symbols in tests/abi/snapbox.sym,
+#     so an accidental export or removal fails here. After a deliberate
+#     change, regenerate the list:
+#       nm -D --defined-only BUILD/libsnapbox.so | awk '{print $3}' | sed 's/@.*//' \
+#           | sort -u > tests/abi/snapbox.sym
+set -eu
+build=${1:-build}
+CC=${CC:-gcc}
+CXX=${CXX:-g++}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT INT TERM
+
+printf '#include "snapbox.h"\n' > "$tmp/only.c"
+cp "$tmp/only.c" "$tmp/only.cpp"
+$CC -std=c11 -Wall -Wextra -Werror -pedantic -Iinclude -fsyntax-only "$tmp/only.c"
+$CXX -std=c++17 -Wall -Wextra -Werror -pedantic -Iinclude -fsyntax-only "$tmp/only.cpp"
+echo "check-api: snapbox.h compiles alone as C11 and C++17"
+
+if $CC -std=c11 -Iinclude -E "$tmp/only.c" | grep -q 'sbx_abi'; then
+    echo "check-api: snapbox.h pulls in the guest ABI (sbx_abi.h)" >&2
+    exit 1
+fi
+
+cat > "$tmp/use.cpp" <<'CXX'
+#include "snapbox.h"
+int main()
+{
+    sbx_config cfg{};
+    cfg.sz = sizeof cfg;
+    cfg.deadline_ms = 100;
+    sbx_func_info fi{};
+    fi.sz = sizeof fi;
+    return (int)(cfg.deadline_ms + fi.nargs) - 100;
+}
+CXX
+$CXX -std=c++17 -Wall -Wextra -Werror -pedantic -Iinclude -c -o "$tmp/use.o" "$tmp/use.cpp"
+echo "check-api: a C++ program fills sized structs"
+
+nm -D --defined-only "$build/libsnapbox.so" | awk '{print $3}' | sed 's/@.*//' | sort -u \
+    > "$tmp/exported.sym"
+if ! diff -u tests/abi/snapbox.sym "$tmp/exported.sym"; then
+    echo "check-api: libsnapbox.so's exports differ from tests/abi/snapbox.sym (- missing, + extra)" >&2
+    exit 1
+fi
+echo "check-api: libsnapbox.so exports the $(wc -l < tests/abi/snapbox.sym) symbols of tests/abi/snapbox.sym"
