@@ -145,6 +145,7 @@ $(CRASH_SHIM): tests/crashshim.c
 
 check: all $(TESTS_NATIVE) $(TESTS_KVM) $(TEST_TSAN) $(CRASH_SHIM) fuzz-replay
 	@for t in $(TESTS_NATIVE); do echo "== $$t"; SBX_BUILD=$(BUILD) $$t || exit 1; done
+	@echo "== tests/test_cli.sh"; sh tests/test_cli.sh $(BUILD)
 	@for t in $(TESTS_KVM) $(TEST_TSAN); do echo "== $$t"; sh tests/run-kvm.sh $$t $(BUILD) || exit 1; done
 
 # The CLI's paths under valgrind's memcheck: no error, no leak. KVM paths run
