@@ -128,7 +128,8 @@ static int help(int argc, char **argv)
     }
     const struct cli_cmd *cmd = find_command(argv[2]);
     if (!cmd || argc > 3) {
-        fprintf(stderr, "snapbox help: no command '%s'\n", argv[2]);
+        fprintf(stderr, "snapbox help: %s '%s'\n", cmd ? "unexpected argument" : "no command",
+                argv[cmd ? 3 : 2]);
         return EXIT_USAGE;
     }
     cli_print_help(stdout, cmd);
