@@ -224,8 +224,8 @@ const struct cli_cmd cli_cmd_call = {
                "most), @@x is the text @x. An argument that begins with '-' goes after `--`:\n"
                "  snapbox call f.snap neg -- -5\n"
                "The result is printed the same way (bytes in hex); under --json as\n"
-               "{\"function\", \"type\", \"result\"} (\"results\" with --requests; u64 above 2^63-1\n"
-               "and non-finite f64 as strings).\n",
+               "{\"function\", \"type\", \"result\"} (\"results\" with --requests;\n"
+               "u64 above 2^63-1 and non-finite f64 as strings).\n",
     .min_pos = 2, .max_pos = 2 + SBX_MAX_ARGS,
     .opts = {
         { "time", KEY_TIME, NULL, "report restore and call times (stderr; in the JSON)", set_time },

@@ -225,8 +225,8 @@ const struct cli_cmd cli_cmd_info = {
     .summary = "versions, sizes, compression, functions and the verdict, from the header (no KVM)",
     .details = "Describes a snapshot of any snapbox version whose format this build reads, and\n"
                "says whether `call` would accept it under the policy (\"verdict: accepted under\n"
-               "policy exact\" or \"verdict: rejected under policy exact: REASON\"); exits 0 either\n"
-               "way. Under --json, \"verdict\" and \"reason\" carry the same.\n",
+               "policy exact\" or \"verdict: rejected under policy exact: REASON\"); exits 0\n"
+               "either way. Under --json, \"verdict\" and \"reason\" carry the same.\n",
     .min_pos = 1, .max_pos = 1,
     .opts = { CLI_OPTS_COMMON },
     .run = info,
