@@ -97,8 +97,9 @@ enum sbx_version_policy {
 /* This host's version (from the VERSION file) and ABI. */
 SBX_API void sbx_host_version(struct sbx_version *out);
 
-/* 0 if the guest's version is acceptable to host under policy, else
- * SBX_E_VERSION with both versions in diag. */
+/* 0 if the guest ELF's version is acceptable to host under policy, else
+ * SBX_E_VERSION with both versions and "rebuild the guest" in diag
+ * (SBX_E_INVAL for an unknown policy). Snapshots: sbx_snapshot_check_compat. */
 SBX_API int sbx_version_check(const struct sbx_version *host, const struct sbx_version *guest,
                       enum sbx_version_policy policy, const char *what, struct sbx_diag *diag);
 
@@ -277,14 +278,22 @@ struct sbx_snapshot_opts {
 #define SBX_SNAP_DEFAULT_MAX_CHUNKS (SBX_MEM_MAX / SBX_PAGE_SIZE)
 
 struct sbx_snapshot_open_opts {
-    enum sbx_version_policy policy; /* for the host version that wrote the file */
+    /* For the guest the snapshot recorded, applied by every restore of it
+     * (sbx_sandbox_restore, sbx_template_from_snapshot, sbx_template_open);
+     * opening, info and verify describe a file of any version. */
+    enum sbx_version_policy policy;
     uint64_t max_file_size;         /* bytes; 0: SBX_SNAP_DEFAULT_MAX_FILE */
     uint32_t max_chunks;            /* 0: SBX_SNAP_DEFAULT_MAX_CHUNKS */
+    bool require_note;              /* restore refuses a guest without a version note */
+    /* Guest memory the header may announce; 0: SBX_MEM_MAX or half of this
+     * machine's physical memory, whichever is smaller. */
+    uint64_t max_mem_size;
+    uint64_t max_nonzero_pages;     /* stored pages; 0: max_mem_size / page size */
 };
 
 struct sbx_snapshot_info {
     uint32_t format;
-    struct sbx_version host;  /* snapbox that wrote it */
+    struct sbx_version host;  /* snapbox that wrote it: information only */
     struct sbx_version guest; /* valid if guest_has_note */
     bool guest_has_note;
     uint64_t guest_elf_hash;
@@ -293,6 +302,9 @@ struct sbx_snapshot_info {
     uint64_t mem_size, file_size, nonzero_pages, stored_bytes;
     uint32_t nchunks;
     size_t nfuncs;
+    uint32_t layout_abi;      /* memory layout ABI of the guest image */
+    uint32_t nmsrs, ncpuid;   /* recorded MSRs and CPUID entries */
+    uint32_t xsave_size;      /* bytes of the recorded XSAVE area */
 };
 
 /* Freeze an idle sandbox into an in-memory snapshot. The sandbox stays usable. */
@@ -308,9 +320,11 @@ SBX_API int sbx_snapshot_take(struct sbx_sandbox *s, const struct sbx_snapshot_o
 SBX_API int sbx_snapshot_write(const struct sbx_snapshot *snap, const char *path,
                                struct sbx_diag *diag);
 
-/* Read and check only the header (magic, format version, header checksum, host
- * version under opts' policy, sizes). Enough for sbx_snapshot_info and the
- * function table; not for restore. opts may be NULL. */
+/* Read and check only the header and its sections (magic, format version,
+ * checksums, sizes, opts' limits, vCPU records, function table). The writer's
+ * and the guest's versions are not judged here (see
+ * sbx_snapshot_check_compat). Enough for sbx_snapshot_info and the function
+ * table; not for restore. opts may be NULL. */
 SBX_API int sbx_snapshot_open_header(const char *path, const struct sbx_snapshot_open_opts *opts,
                                      struct sbx_snapshot **out, struct sbx_diag *diag);
 
@@ -337,7 +351,10 @@ SBX_API int sbx_snapshot_function(const struct sbx_snapshot *snap, size_t i,
                                   struct sbx_func_info *out);
 SBX_API void sbx_snapshot_free(struct sbx_snapshot *snap);
 
-/* Create a sandbox in the state the snapshot froze. cfg supplies the deadline,
+/* Create a sandbox in the state the snapshot froze, after
+ * sbx_snapshot_check_compat under the policy and require_note it was opened
+ * with (a snapshot taken in this process: the ABI policy; its guest passed the
+ * load policy already). cfg supplies the deadline,
  * log callback and host functions; the memory size is the snapshot's
  * (cfg->mem_size is ignored). */
 SBX_API int sbx_sandbox_restore(const struct sbx_snapshot *snap, const struct sbx_config *cfg,
