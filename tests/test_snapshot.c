@@ -610,8 +610,226 @@ static void test_open_limits(void **state)
     free(buf);
 }
 
+/* ---- golden files (tests/golden, made by `test_snapshot --make-golden`) ---- */
+
+static const char *golden_dir(void)
+{
+    return getenv("SBX_GOLDEN") ? getenv("SBX_GOLDEN") : "tests/golden";
+}
+
+static const char *golden(const char *name)
+{
+    static char path[2][1024];
+    static int which;
+    which ^= 1;
+    snprintf(path[which], sizeof path[which], "%s/%s", golden_dir(), name);
+    return path[which];
+}
+
+static const struct sbx_func golden_funcs[] = {
+    { .name = "add", .ret = SBX_T_I32, .nargs = 2, .args = { SBX_T_I32, SBX_T_I32 } },
+    { .name = "echo", .ret = SBX_T_STR, .nargs = 1, .args = { SBX_T_STR } },
+    { .name = "counter", .ret = SBX_T_U64, .nargs = 0 },
+    { .name = "log", .ret = SBX_T_VOID, .nargs = 2, .args = { SBX_T_I32, SBX_T_STR } },
+};
+
+/* The golden snapshot: demo.elf's memory image as a sandbox lays it out,
+ * with the synthetic vCPU state and part of demo's function table. Encoded
+ * natively, so it needs no KVM; it is a format fixture, not a runnable guest. */
+static int make_golden(const char *build, const char *out)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/guests/demo.elf", build);
+    struct sbx_guest *g = NULL;
+    struct sbx_diag d = { 0 };
+    if (sbx_guest_open(path, &g, &d))
+        return fprintf(stderr, "make-golden: %s\n", d.msg), 1;
+    snprintf(path, sizeof path, "%s/demo.elf", out);
+    tu_write(path, g->file, g->file_size);
+    struct sbx_vm vm = { .mem = calloc(1, SBX_MEM_MIN), .mem_size = SBX_MEM_MIN };
+    sbx_mem_prepare(&vm, g);
+    static struct sbx_vcpu_state st;
+    snapfix_vcpu_state(&st);
+    struct sbx_cpu_facts cpu = { .vendor = "AuthenticAMD" };
+    struct sbx_snap_input in = { .mem = vm.mem, .mem_size = vm.mem_size, .state = &st, .cpu = &cpu,
+                                 .funcs = golden_funcs, .nfuncs = 4, .hc = true,
+                                 .guest_hash = sbx_guest_hash(g) };
+    in.guest_has_note = sbx_guest_note(g, &in.guest_version) != SBX_NOTE_NONE;
+    struct sbx_snapshot *snap = calloc(1, sizeof *snap);
+    snap->path = strdup("golden");
+    snprintf(path, sizeof path, "%s/demo.snap", out);
+    int rc = sbx_snap_encode(&in, snap, &d) || sbx_snapshot_write(snap, path, &d);
+    if (rc)
+        fprintf(stderr, "make-golden: %s\n", d.msg);
+    sbx_snapshot_free(snap);
+    free(vm.mem);
+    sbx_guest_free(g);
+    return rc;
+}
+
+/* The golden guest and snapshot of this release load: header, full open,
+ * verify, and the guest they were made from. */
+static void test_golden_files_load(void **state)
+{
+    (void)state;
+    struct sbx_snapshot *snap = NULL;
+    struct sbx_diag d = { 0 };
+    assert_int_equal(sbx_snapshot_open_header(golden("demo.snap"), NULL, &snap, &d), 0);
+    sbx_snapshot_free(snap);
+    if (sbx_snapshot_open(golden("demo.snap"), NULL, &snap, &d))
+        fail_msg("%s", d.msg);
+    assert_int_equal(sbx_snapshot_verify(snap, &d), 0);
+    struct sbx_snapshot_info info;
+    sbx_snapshot_info(snap, &info);
+    assert_int_equal(info.format, SBX_SNAP_FORMAT);
+    assert_int_equal(info.nfuncs, 4);
+    assert_true(info.guest_has_note && info.hc);
+    assert_int_equal(info.nmsrs, 6);
+    assert_int_equal(info.xsave_size, 4096 + 576);
+    struct sbx_func_info f;
+    assert_int_equal(sbx_snapshot_function(snap, 3, &f), 0);
+    assert_string_equal(f.name, "log");
+    assert_int_equal(f.args[1], SBX_T_STR);
+    struct sbx_guest *g = NULL;
+    assert_int_equal(sbx_guest_open(golden("demo.elf"), &g, &d), 0);
+    assert_int_equal(sbx_guest_hash(g), info.guest_elf_hash);
+    struct sbx_version note;
+    assert_int_equal(sbx_guest_note(g, &note), SBX_NOTE_FROM_PHDR);
+    assert_string_equal(note.string, info.guest.string);
+    sbx_guest_free(g);
+    sbx_snapshot_free(snap);
+}
+
+enum { OK = 0, VER = SBX_E_VERSION, FMT = SBX_E_SNAP_FORMAT, NONOTE = SBX_E_NO_NOTE };
+
+struct verdict_case {
+    const char *name;
+    int32_t major, minor, patch, abi; /* added to this host's version for the guest */
+    int32_t layout, writer;           /* added to the layout ABI and the writer's major */
+    bool no_note;
+    int exact, relaxed, abi_only;     /* the documented verdicts (docs/snapshot-format.md) */
+};
+
+static const struct verdict_case verdicts[] = {
+    { "same",          0, 0, 0, 0, 0, 0, false, OK, OK, OK },
+    { "writer +1.0.0", 0, 0, 0, 0, 0, 1, false, OK, OK, OK },
+    { "guest patch+1", 0, 0, 1, 0, 0, 0, false, VER, OK, OK },
+    { "guest patch-1", 0, 0, -1, 0, 0, 0, false, VER, VER, OK },
+    { "guest minor+1", 0, 1, 0, 0, 0, 0, false, VER, VER, OK },
+    { "guest major+1", 1, 0, 0, 0, 0, 0, false, VER, VER, OK },
+    { "guest abi+1",   0, 0, 0, 1, 0, 0, false, VER, VER, VER },
+    { "layout abi+1",  0, 0, 0, 0, 1, 0, false, FMT, FMT, FMT },
+    { "no note",       0, 0, 0, 0, 0, 0, true, OK, OK, OK },
+};
+
+/* The golden snapshot's header rewritten as case c says, checksum fixed up. */
+static uint8_t *golden_variant(const struct verdict_case *c, size_t *len)
+{
+    uint8_t *buf = tu_read(golden("demo.snap"), len);
+    struct sbx_snap_header *h = (struct sbx_snap_header *)buf;
+    struct sbx_version host;
+    sbx_host_version(&host);
+    /* patch 0 - 1 wraps to a huge patch: still "not the same", as the table says */
+    h->guest = (struct sbx_snap_version){ .major = host.major + (uint32_t)c->major,
+                                          .minor = host.minor + (uint32_t)c->minor,
+                                          .patch = host.patch + (uint32_t)c->patch,
+                                          .abi = host.abi + (uint32_t)c->abi };
+    if (c->patch < 0 && host.patch == 0)
+        h->guest.patch = 0, h->guest.minor = host.minor - 1; /* an older guest all the same */
+    snprintf(h->guest.string, sizeof h->guest.string, "%u.%u.%u", h->guest.major,
+             h->guest.minor, h->guest.patch);
+    h->guest_has_note = !c->no_note;
+    h->layout_abi += (uint32_t)c->layout;
+    h->writer.major += (uint32_t)c->writer;
+    snprintf(h->writer.string, sizeof h->writer.string, "%u.%u.%u", h->writer.major,
+             h->writer.minor, h->writer.patch);
+    h->header_xxh3 = sbx_snap_header_hash(h);
+    return buf;
+}
+
+static void expect_verdict(const struct verdict_case *c, const char *path,
+                           enum sbx_version_policy policy, int want)
+{
+    static const char *names[] = { "exact", "relaxed", "abi" };
+    struct sbx_snapshot_open_opts o = { .policy = policy };
+    struct sbx_snapshot *snap = NULL;
+    struct sbx_diag d = { 0 };
+    /* info and verify describe it whatever the versions */
+    if (sbx_snapshot_open(path, &o, &snap, &d) || sbx_snapshot_verify(snap, &d))
+        fail_msg("%s: open: %s", c->name, d.msg);
+    int rc = sbx_snapshot_check_compat(snap, policy, false, &d);
+    if (rc != want)
+        fail_msg("%s under %s: expected %d, got %d (%s)", c->name, names[policy], want, rc, d.msg);
+    if (rc) {
+        tu_assert_contains(d.msg, path);
+        tu_assert_contains(d.msg, "recreate the snapshot");
+    }
+    if (rc == VER) {
+        struct sbx_version host;
+        sbx_host_version(&host);
+        tu_assert_contains(d.msg, snap->hdr->guest.string);
+        tu_assert_contains(d.msg, host.string);
+        tu_assert_contains(d.msg, names[policy]);
+    }
+    /* a restore applies the policy it was opened with: the same verdict */
+    struct sbx_template *t = NULL;
+    assert_int_equal(sbx_template_from_snapshot(snap, &t, &d), want);
+    sbx_template_free(t);
+    sbx_snapshot_free(snap);
+}
+
+/* Files whose recorded versions differ get exactly the documented verdict
+ * under each policy, from the header alone. */
+static void test_golden_version_verdicts(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof verdicts / sizeof verdicts[0]; i++) {
+        const struct verdict_case *c = &verdicts[i];
+        size_t len;
+        uint8_t *buf = golden_variant(c, &len);
+        const char *path = tu_path("variant.snap");
+        tu_write(path, buf, len);
+        free(buf);
+        expect_verdict(c, path, SBX_VERSION_EXACT, c->exact);
+        expect_verdict(c, path, SBX_VERSION_RELAXED, c->relaxed);
+        expect_verdict(c, path, SBX_VERSION_ABI, c->abi_only);
+        struct sbx_snapshot_open_opts o = { .policy = SBX_VERSION_ABI, .require_note = true };
+        struct sbx_snapshot *snap = NULL;
+        struct sbx_diag d = { 0 };
+        assert_int_equal(sbx_snapshot_open(path, &o, &snap, &d), 0);
+        int want = c->no_note ? NONOTE : c->abi_only;
+        assert_int_equal(sbx_snapshot_check_compat(snap, SBX_VERSION_ABI, true, &d), want);
+        struct sbx_template *t = NULL;
+        assert_int_equal(sbx_template_from_snapshot(snap, &t, &d), want);
+        sbx_template_free(t);
+        sbx_snapshot_free(snap);
+    }
+}
+
+/* The same policy for guest ELF files names the other fix. */
+static void test_elf_verdict_says_rebuild(void **state)
+{
+    (void)state;
+    struct sbx_version host, guest;
+    sbx_host_version(&host);
+    guest = host;
+    guest.minor++;
+    struct sbx_diag d = { 0 };
+    assert_int_equal(sbx_version_check(&host, &guest, SBX_VERSION_RELAXED, "g.elf", &d), VER);
+    tu_assert_contains(d.msg, "g.elf: version mismatch");
+    tu_assert_contains(d.msg, "rebuild the guest");
+    assert_int_equal(sbx_version_check(&host, &guest, SBX_VERSION_ABI, "g.elf", &d), 0);
+    guest.abi++;
+    assert_int_equal(sbx_version_check(&host, &guest, SBX_VERSION_ABI, "g.elf", &d), VER);
+    tu_assert_contains(d.msg, "policy 'abi' requires the same abi");
+    assert_int_equal(sbx_version_check(&host, &host, (enum sbx_version_policy)7, "g.elf", &d),
+                     SBX_E_INVAL);
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 4 && !strcmp(argv[1], "--make-golden"))
+        return make_golden(argv[2], argv[3]); /* BUILD_DIR OUT_DIR */
     const char *build = tu_build_dir(argc, argv);
     snprintf(cli_path, sizeof cli_path, "%s/snapbox", build);
     const struct CMUnitTest tests[] = {
@@ -624,6 +842,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_optional_section_skipped),
         cmocka_unit_test(test_empty_lists),
         cmocka_unit_test(test_format1_rejected),
+        cmocka_unit_test(test_golden_files_load),
+        cmocka_unit_test(test_golden_version_verdicts),
+        cmocka_unit_test(test_elf_verdict_says_rebuild),
         cmocka_unit_test(test_every_header_byte_flipped),
         cmocka_unit_test(test_index_and_chunk_bytes_flipped),
         cmocka_unit_test(test_hostile_index),
