@@ -598,6 +598,15 @@ static void test_open_limits(void **state)
     o.max_chunks = 2; /* the made-up machine has exactly two runs of pages */
     assert_int_equal(sbx_snapshot_open(path, &o, &snap, &d), 0);
     sbx_snapshot_free(snap);
+    o = (struct sbx_snapshot_open_opts){ .max_mem_size = 2 << 20 };
+    assert_int_equal(sbx_snapshot_open_header(path, &o, &snap, &d), SBX_E_LIMIT);
+    tu_assert_contains(d.msg, "4194304 bytes of guest memory, over the limit of 2097152 (max_mem_size)");
+    o = (struct sbx_snapshot_open_opts){ .max_nonzero_pages = 5 };
+    assert_int_equal(sbx_snapshot_open_header(path, &o, &snap, &d), SBX_E_LIMIT);
+    tu_assert_contains(d.msg, "6 stored pages, over the limit of 5 (max_nonzero_pages)");
+    o = (struct sbx_snapshot_open_opts){ .max_mem_size = MEM, .max_nonzero_pages = 6 };
+    assert_int_equal(sbx_snapshot_open(path, &o, &snap, &d), 0);
+    sbx_snapshot_free(snap);
     /* the same checks on bytes in memory */
     size_t len;
     uint8_t *buf = tu_read(path, &len);
