@@ -268,6 +268,11 @@ static void s_nargs(uint8_t *p, uint64_t len) { (void)len; p[4 + 2 + 3 + 1] = 9;
 static void s_nfuncs(uint8_t *p, uint64_t len) { (void)len; p[0] = 0xe8, p[1] = 3; } /* 1000 */
 static void s_fewer_funcs(uint8_t *p, uint64_t len) { (void)len; p[0] = 1; }
 static void s_more_funcs(uint8_t *p, uint64_t len) { (void)len; p[0] = 3; }
+static void s_dup_name(uint8_t *p, uint64_t len)
+{
+    assert_int_equal(len, 4 + 9 + 9); /* "add" and "hello": room for "add" twice */
+    memcpy(p + 4 + 9, p + 4, 9);
+}
 static void s_name_len(uint8_t *p, uint64_t len) { (void)len; p[4] = 0xff, p[5] = 0xff; }
 static void s_msr_order(uint8_t *p, uint64_t len) { (void)len; p[16] = 5, p[17] = 0; } /* 0x174 -> 0x5 */
 static void s_msr_dup(uint8_t *p, uint64_t len) { (void)len; memcpy(p + 16, p, 4); }
@@ -306,6 +311,7 @@ static void test_sections_rejected(void **state)
         { "nfuncs", SBX_SNAP_SEC_FUNCTIONS, s_nfuncs, SBX_E_LIMIT, "1000 functions; this build holds at most 64" },
         { "fewer funcs", SBX_SNAP_SEC_FUNCTIONS, s_fewer_funcs, SBX_E_SNAP_CORRUPT, "after its 1 functions" },
         { "more funcs", SBX_SNAP_SEC_FUNCTIONS, s_more_funcs, SBX_E_SNAP_CORRUPT, "function 2 runs past" },
+        { "repeated name", SBX_SNAP_SEC_FUNCTIONS, s_dup_name, SBX_E_SNAP_CORRUPT, "function 1 repeats the name 'add'" },
         { "name length", SBX_SNAP_SEC_FUNCTIONS, s_name_len, SBX_E_SNAP_CORRUPT, "function 0 runs past" },
         { "msr order", SBX_SNAP_SEC_MSRS, s_msr_order, SBX_E_SNAP_CORRUPT, "MSR 1 (index 0x5)" },
         { "msr repeated", SBX_SNAP_SEC_MSRS, s_msr_dup, SBX_E_SNAP_CORRUPT, "repeated" },

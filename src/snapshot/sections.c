@@ -110,6 +110,11 @@ static int get_funcs(const uint8_t *p, uint64_t len, struct sbx_snap_meta *m, co
         int rc = get_func(p, len, &off, &m->funcs[i], i, path, diag);
         if (rc)
             return rc;
+        /* as at registration: a name names one function */
+        for (uint32_t j = 0; j < i; j++)
+            if (!strcmp(m->funcs[j].name, m->funcs[i].name))
+                return sbx_fail(diag, SBX_E_SNAP_CORRUPT, "%s: function %u repeats the name "
+                                "'%s'", path, i, m->funcs[i].name);
     }
     if (off != len)
         return sbx_fail(diag, SBX_E_SNAP_CORRUPT, "%s: FUNCTIONS section has %llu bytes after "
