@@ -99,10 +99,11 @@ static uint64_t sections_size(const struct sbx_snap_input *in)
            sbx_snap_section_size(sbx_snap_funcs_size(in->funcs, in->nfuncs));
 }
 
-/* The sections region at buf (sections_size(in) bytes), checksums set. */
+/* The sections region at buf (sections_size(in) bytes, allocated by the
+ * caller), checksums set. */
 static void fill_sections(struct sbx_snap_header *h, uint8_t *buf, const struct sbx_snap_input *in)
 {
-    struct sbx_snap_writer w = { .buf = buf, .cap = sections_size(in) };
+    struct sbx_snap_writer w = { .buf = buf };
     sbx_vcpu_record_put(&w, in->state);
     sbx_snap_put_funcs(&w, in->funcs, in->nfuncs);
     sbx_snap_seal_sections(buf, w.len);

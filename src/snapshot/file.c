@@ -203,14 +203,14 @@ static int read_checked(struct sbx_snapshot *snap, int fd, uint64_t size, bool w
                         const struct sbx_snapshot_open_opts *o, struct sbx_diag *diag)
 {
     size_t head = size < sizeof(struct sbx_snap_header) ? (size_t)size : sizeof(struct sbx_snap_header);
-    if (!(snap->image = malloc(whole && size ? size : sizeof(struct sbx_snap_header))))
-        return sbx_fail(diag, SBX_E_NOMEM, "%s: out of memory for %llu bytes", snap->path,
-                        (unsigned long long)size);
+    /* Memory for the rest only once the header vouches for the file's size. */
+    if (!(snap->image = malloc(sizeof(struct sbx_snap_header))))
+        return sbx_fail(diag, SBX_E_NOMEM, "%s: out of memory", snap->path);
     int rc = read_more(snap, fd, head, diag);
     if (rc || (rc = check_head(snap, size, o, diag)))
         return rc;
     size_t want = whole ? (size_t)size : (size_t)snap->hdr->index_offset;
-    uint8_t *grown = realloc(snap->image, want);
+    uint8_t *grown = want > head ? realloc(snap->image, want) : snap->image;
     if (!grown)
         return sbx_fail(diag, SBX_E_NOMEM, "%s: out of memory for %zu bytes", snap->path, want);
     snap->image = grown;

@@ -90,14 +90,13 @@ struct sbx_version sbx_snap_version(const struct sbx_snap_version *v);
 
 /* sections.c: the section framing and the FUNCTIONS section. */
 struct sbx_snap_writer {
-    uint8_t *buf;
-    uint64_t len, cap;
+    uint8_t *buf;   /* sized by the caller from sbx_snap_section_size */
+    uint64_t len;
     uint32_t count;
 };
 /* Bytes a section of len payload bytes takes, header and padding included. */
 uint64_t sbx_snap_section_size(uint64_t len);
-/* Append a section header; returns its zeroed payload of len bytes (the
- * caller has sized w->cap with sbx_snap_section_size). */
+/* Append a section header; returns its zeroed payload of len bytes. */
 uint8_t *sbx_snap_put_section(struct sbx_snap_writer *w, uint32_t type, uint64_t len);
 /* Set every section's checksum in buf[0, size); stops at the first section
  * that does not fit, so it is safe on any bytes (the fuzzers use it). */
