@@ -336,8 +336,9 @@ SBX_API int sbx_snapshot_open(const char *path, const struct sbx_snapshot_open_o
 /* Whether this host may restore snap under policy, decided from the header
  * alone: the format, the memory layout ABI and the guest's recorded version
  * (require_note: a guest without a version note is refused). 0, or
- * SBX_E_VERSION / SBX_E_NO_NOTE / SBX_E_SNAP_FORMAT with both versions and the
- * fix ("recreate the snapshot" or "rebuild the guest") in diag. */
+ * SBX_E_VERSION / SBX_E_NO_NOTE / SBX_E_SNAP_FORMAT with the file, both
+ * versions, the policy and the fix ("recreate the snapshot") in diag;
+ * SBX_E_INVAL for an unknown policy. The writer's version is not judged. */
 SBX_API int sbx_snapshot_check_compat(const struct sbx_snapshot *snap,
                                       enum sbx_version_policy policy, bool require_note,
                                       struct sbx_diag *diag);
