@@ -13,6 +13,7 @@ SAN       := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 WARN      := -std=c11 -Wall -Wextra -Werror
 HOST_CFLAGS := $(WARN) -O2 -g -D_GNU_SOURCE -Iinclude -I$(GEN) -Isrc -fvisibility=hidden
 LIBS      := -lelf -llz4 -lxxhash -lseccomp -lpthread -lrt
+CLI_LIBS  := -ljansson
 
 LIB_SRCS  := $(wildcard src/common/*.c src/loader/*.c src/vcpu/*.c src/snapshot/*.c)
 CLI_SRCS  := $(wildcard src/cli/*.c)
@@ -86,7 +87,7 @@ $(BUILD)/libsnapbox.so: $(LIB_OBJS)
 
 $(BUILD)/snapbox: $(CLI_OBJS) $(BUILD)/libsnapbox.a
 	@echo "  CC     $@"
-	$(Q)$(CC) -o $@ $(CLI_OBJS) $(BUILD)/libsnapbox.a $(LIBS)
+	$(Q)$(CC) -o $@ $(CLI_OBJS) $(BUILD)/libsnapbox.a $(LIBS) $(CLI_LIBS)
 
 $(BUILD)/guest-lib/%.o: guest/lib/%.c $(HEADERS) guest/lib/sbx_guest.h | $(DEPS_STAMP)
 	@mkdir -p $(@D)
@@ -144,6 +145,7 @@ $(CRASH_SHIM): tests/crashshim.c
 
 check: all $(TESTS_NATIVE) $(TESTS_KVM) $(TEST_TSAN) $(CRASH_SHIM) fuzz-replay
 	@for t in $(TESTS_NATIVE); do echo "== $$t"; SBX_BUILD=$(BUILD) $$t || exit 1; done
+	@echo "== tests/test_cli.sh"; sh tests/test_cli.sh $(BUILD)
 	@for t in $(TESTS_KVM) $(TEST_TSAN); do echo "== $$t"; sh tests/run-kvm.sh $$t $(BUILD) || exit 1; done
 
 # The CLI's paths under valgrind's memcheck: no error, no leak. KVM paths run

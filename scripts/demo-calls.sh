@@ -16,6 +16,8 @@ sed 's/^snapbox: /   last call: /' demo.time
 echo "-- snapbox call demo.snap counter --requests 3 (a template, one pooled sandbox, reset after each request)"
 ./snapbox call demo.snap counter --requests 3 --time 2>demo.time || { cat demo.time; exit 1; }
 sed 's/^snapbox: /   /' demo.time
+echo "-- snapbox call --json demo.snap add -- -2 3 (one JSON object; '--' before an argument that begins with '-')"
+./snapbox call --json demo.snap add -- -2 3 || exit 1
 printf 'snapbox run guests/hostile.elf %-13s => ' "null_read"
 ./snapbox run guests/hostile.elf null_read 2>&1
 echo "(exit code $?: a guest fault is reported, never a host crash)"

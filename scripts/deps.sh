@@ -9,7 +9,7 @@
 # Set SNAPBOX_NO_INSTALL=1 to only report what is missing.
 set -eu
 what=${1:-all}
-build_pkgs="gcc make binutils libelf-dev liblz4-dev libxxhash-dev libcmocka-dev libseccomp-dev"
+build_pkgs="gcc make binutils libelf-dev liblz4-dev libxxhash-dev libcmocka-dev libseccomp-dev libjansson-dev python3"
 vm_pkgs="qemu-system-x86 busybox-static cpio gzip"
 bench_pkgs="lz4"
 fuzz_pkgs="clang libclang-rt-dev"   # libFuzzer and the sanitizer runtimes are only recommended by clang

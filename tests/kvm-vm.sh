@@ -9,6 +9,7 @@
 #
 # usage: tests/kvm-vm.sh PROGRAM [ARGS...]
 # env:   KVMVM_FILES="a b dir"  more files/dirs copied into /job
+#        KVMVM_ENV="NAME=value ..." variables set for the program in the VM
 #        KVMVM_MEM (MiB, 2048), KVMVM_TIMEOUT (s, 900), KVMVM_CPU (max)
 #        KVMVM_CACHE (/var/tmp/snapbox-kvmvm): the kernel, fetched once with apt
 #        KVMVM_VERBOSE=1: print the VM console at the end
@@ -81,6 +82,13 @@ done
 quote() { printf "'%s' " "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 args=""
 for a in "$@"; do args+=$(quote "$a"); done
+envs=""
+for e in ${KVMVM_ENV:-}; do
+    case "$e" in
+        [A-Za-z_]*=*) envs+="export $(quote "$e")"$'\n' ;;
+        *) fail "KVMVM_ENV: '$e' is not NAME=value" ;;
+    esac
+done
 cat > "$root/init" <<EOI
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -89,7 +97,7 @@ mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev; m
 for m in irqbypass kvm ccp kvm-amd; do insmod /lib/modules/\$m.ko || echo "KVMVM: insmod \$m failed"; done
 if [ ! -c /dev/kvm ]; then echo "KVMVM: no /dev/kvm"; dmesg | tail -20; echo "KVMVM_RC=120"; poweroff -f; fi
 stty -F /dev/ttyS1 raw -echo 2>/dev/null
-cd /job
+${envs}cd /job
 ./$(quote "$(basename "$prog")") $args >/dev/ttyS1 2>&1 </dev/null
 echo "KVMVM_RC=\$?"
 poweroff -f

@@ -11,5 +11,6 @@ if [ "$(sh "$here/../scripts/kvm-where.sh" "$build")" = native ]; then
     exec "$test" "$build/guests" "$build/snapbox" "$(realpath "$build/tests/crashshim.so")"
 fi
 echo "run-kvm: no usable /dev/kvm; running $test inside the KVM test VM (tests/kvm-vm.sh)"
-KVMVM_FILES="$build/guests $build/snapbox $build/tests/crashshim.so" \
+# The suites' knobs (SBX_ISOLATION_ROUNDS, ...) travel into the VM.
+KVMVM_ENV="$(env | grep -E '^SBX_[A-Z_]+=[^ ]*$' | tr '\n' ' ')" KVMVM_FILES="$build/guests $build/snapbox $build/tests/crashshim.so" \
     exec "$here/kvm-vm.sh" "$test" guests ./snapbox ./crashshim.so

@@ -3,7 +3,7 @@
  * sets, and the API <-> wire type mapping. */
 #include <stddef.h>
 
-#include "snapshot/snapshot.h"
+#include "fuzz/snapfix.h"
 #include "testutil.h"
 
 #define MEM (4ull << 20)
@@ -24,7 +24,7 @@ static struct sbx_snapshot *make_snapshot(void)
     assert_non_null(mem);
     snprintf((char *)mem + SBX_LAYOUT_IMAGE, 64, "a page of the guest");
     static struct sbx_vcpu_state st;
-    st.regs.rip = SBX_LAYOUT_IMAGE;
+    snapfix_vcpu_state(&st);
     struct sbx_cpu_facts cpu = { .vendor = "AuthenticAMD" };
     struct sbx_func funcs[2] = {
         { .name = "add", .ret_type = SBX_T_I32, .nargs = 2, .arg_types = { SBX_T_I32, SBX_T_I64 } },
@@ -38,7 +38,6 @@ static struct sbx_snapshot *make_snapshot(void)
     snap->path = strdup("(memory)");
     struct sbx_diag d = { 0 };
     assert_int_equal(sbx_snap_encode(&in, snap, &d), 0);
-    assert_int_equal(sbx_snap_decode_funcs(snap, &d), 0);
     free(mem);
     return snap;
 }

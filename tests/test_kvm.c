@@ -620,6 +620,14 @@ static void test_cli_create_info_call(void **state)
     out[n] = '\0';
     assert_int_equal(pclose(p), 0);
     assert_string_equal(out, "1\n1\n1\n");
+    /* JSON result, a negative argument after `--`, a str argument from stdin */
+    snprintf(cmd, sizeof cmd, "%s call --json '%s' add -- -2 3 && printf abc | %s call '%s' "
+             "upper @- --policy relaxed 2>/dev/null", cli_path, path, cli_path, path);
+    p = popen(cmd, "r");
+    n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    assert_int_equal(pclose(p), 0);
+    assert_string_equal(out, "{\"function\": \"add\", \"type\": \"i32\", \"result\": 1}\nABC\n");
 }
 
 int main(int argc, char **argv)

@@ -39,6 +39,11 @@ if [ "$what" = kvm ]; then
     check 0 call "$tmp/demo.snap" add 2 3
     check 0 call "$tmp/demo.snap" greet valgrind
     check 13 call "$tmp/demo.snap" nosuch
+    check 13 call "$tmp/demo.snap" nosuch --json
+    check 0 call "$tmp/demo.snap" add --json --time -- -2 3
+    printf 'valgrind' > "$tmp/arg.txt"
+    check 0 call "$tmp/demo.snap" upper "@$tmp/arg.txt"
+    check 0 call "$tmp/demo.snap" counter --requests 3 --json
 else
     snap=$tmp/seed.snap   # encoded by the library from demo.elf (tests/fuzz/seed.c)
     cp "$SEED_SNAPSHOT" "$snap"
@@ -58,5 +63,11 @@ else
     printf 'X' | dd of="$tmp/corrupt.snap" bs=1 seek=20000 conv=notrunc 2>/dev/null
     check 17 verify "$tmp/corrupt.snap"
     check 16 info "$guests/demo.elf"
+    check 0 call --help
+    check 0 help verify
+    check 2 call "$snap" add --requests
+    check 2 info "$snap" --frob --json
+    check 0 verify "$snap" --json --policy abi
+    check 17 verify "$tmp/corrupt.snap" --json
 fi
 exit $failed

@@ -2,6 +2,7 @@
 #ifndef SBX_CLI_H
 #define SBX_CLI_H
 
+#include <jansson.h>
 #include <stdio.h>
 
 #include "snapbox.h"
@@ -29,30 +30,143 @@ enum cli_exit {
     EXIT_CPU = 18,
 };
 
-/* Print "snapbox: MESSAGE" and return the exit code for the error. */
-int cli_report(const struct sbx_diag *diag);
+/* ---- Options: one parser (opts.c) for every subcommand's table ---------------- */
+struct cli;
+
+/* One option of a subcommand. arg names the value in the help ("SIZE"); NULL
+ * for a flag. set stores it: 0, or EXIT_USAGE after cli_usage. */
+struct cli_opt {
+    const char *name;
+    int key; /* a letter for a short option (-o), else an enum cli_key */
+    const char *arg;
+    const char *help;
+    int (*set)(struct cli *c, const char *val);
+};
+
+/* Keys of the long-only options: above every letter, below nothing getopt uses. */
+enum cli_key {
+    KEY_JSON = 256, KEY_POLICY, KEY_RELAXED, KEY_REQUIRE_NOTE, KEY_MEM, KEY_DEADLINE,
+    KEY_HC, KEY_TIME, KEY_REQUESTS, KEY_NO_SECCOMP,
+};
+
+/* The options of every command that loads a guest or a snapshot (opts.c). */
+int cli_set_json(struct cli *c, const char *val);
+int cli_set_policy(struct cli *c, const char *val);
+int cli_set_relaxed(struct cli *c, const char *val);
+int cli_set_require_note(struct cli *c, const char *val);
+#define CLI_OPTS_COMMON                                                                        \
+    { "json", KEY_JSON, NULL, "print one JSON object on stdout, errors included", cli_set_json }, \
+    { "policy", KEY_POLICY, "POLICY", "version policy: exact (the default), relaxed or abi",   \
+      cli_set_policy },                                                                        \
+    { "relaxed", KEY_RELAXED, NULL, "the same as --policy relaxed", cli_set_relaxed },         \
+    { "require-note", KEY_REQUIRE_NOTE, NULL, "refuse a guest without a version note",          \
+      cli_set_require_note }
+#define CLI_OPTS_MAX 16
+
+struct cli_cmd {
+    const char *name;
+    const char *synopsis; /* positional arguments, e.g. "FILE.snap FUNC [ARG...]" */
+    const char *summary;  /* one line for `snapbox help` */
+    const char *details;  /* the rest of its --help */
+    int min_pos, max_pos;
+    struct cli_opt opts[CLI_OPTS_MAX]; /* ends at the first entry without a name */
+    int (*run)(struct cli *c);
+};
+
+/* Everything a command line can say; the parser fills it, the command reads it. */
+struct cli {
+    const struct cli_cmd *cmd;
+    bool json, help, require_note, hc, timing, no_seccomp;
+    enum sbx_version_policy policy;
+    uint64_t mem_size;
+    uint32_t deadline_ms;
+    long requests;
+    const char *out;
+    char **pos; /* the positional arguments, options removed */
+    int npos;
+};
+
+extern const struct cli_cmd cli_cmd_inspect, cli_cmd_run, cli_cmd_create, cli_cmd_info,
+    cli_cmd_verify, cli_cmd_call;
+
+/* Parse argv (argv[0] is the command name) by c->cmd's table: 0, or the exit
+ * code (EXIT_USAGE after a message). --help sets c->help after printing. */
+int cli_parse(struct cli *c, int argc, char **argv);
+void cli_print_help(FILE *f, const struct cli_cmd *cmd);
+const char *cli_policy_name(enum sbx_version_policy p);
+/* "64M" and friends; false on bad text. */
+bool cli_parse_size(const char *text, uint64_t *out);
+/* Setters of --mem and --deadline, shared by the commands that take them. */
+int cli_set_mem(struct cli *c, const char *val);
+int cli_set_deadline(struct cli *c, const char *val);
+
+/* ---- Errors: text on stderr, or one JSON object on stdout under --json -------- */
 int cli_exit_code(int err);
+const char *cli_error_name(int err);
+/* Report a library error; returns its exit code. */
+int cli_report(const struct cli *c, const struct sbx_diag *diag);
+/* Report a command line the CLI refuses; returns EXIT_USAGE. */
+int cli_usage(const struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli_log(void *ctx, enum sbx_log_level level, const char *msg);
 
-/* Parse text as a value of type t (bytes as hex); 0 or SBX_E_ARGS with diag. */
+/* ---- JSON (json.c): the only place JSON is written ------------------------------ */
+/* A JSON string from any bytes: invalid UTF-8 becomes U+FFFD. NULL on OOM. */
+json_t *cj_str(const void *s, size_t len);
+json_t *cj_cstr(const char *s);
+json_t *cj_value(const struct sbx_value *v);
+/* An integer, or decimal text above INT64_MAX (jansson's integers are signed). */
+json_t *cj_u64(uint64_t u);
+json_t *cj_error(const struct sbx_diag *diag);
+json_t *cj_usage_error(const char *msg);
+/* Add "policy", "verdict" (accepted or rejected) and "reason" to o: 0 or -1. */
+int cj_add_verdict(json_t *o, enum sbx_version_policy policy, const struct sbx_diag *verdict);
+/* Print root as one line on stdout and free it; NULL (out of memory) gives
+ * EXIT_INTERNAL, else ok_code. */
+int cj_emit(json_t *root, int ok_code);
+
+/* ---- Values (values.c) ------------------------------------------------------------ */
+/* Parse text as a value of type t (bytes as hex; "@FILE", "@-" and "@@..." for
+ * str and bytes); *owned is memory to free after the call. 0 or an error in diag. */
 int cli_parse_value(const char *text, enum sbx_type t, struct sbx_value *out, void **owned,
                     struct sbx_diag *diag);
 void cli_print_value(FILE *f, const struct sbx_value *v);
+/* Lowercase hex of len bytes, malloc'd; NULL on OOM. */
+char *cli_hex(const void *p, size_t len);
 
-/* "64M" and friends; false on bad text. */
-bool cli_parse_size(const char *text, uint64_t *out);
-/* A new set of the CLI's host functions (host_add, host_greet) for
- * sbx_config.host_fns; free it with sbx_host_fns_free. NULL with diag filled
- * on failure. */
-struct sbx_host_fns *cli_host_functions(struct sbx_diag *diag);
+/* ---- The library's options structs (open.c): filled nowhere else ----------------- */
+int cli_load_guest(const struct cli *c, const char *path, struct sbx_guest **out,
+                   struct sbx_diag *diag);
+/* The guest's version verdict under c's policy, for describing it. */
+int cli_guest_verdict(const struct cli *c, const struct sbx_guest *g, struct sbx_diag *verdict);
+/* Fill cfg from c, with a new set of the CLI's host functions (host_add,
+ * host_greet): returns the caller's reference to free with sbx_host_fns_free
+ * (sandboxes hold their own), or NULL with diag filled. */
+struct sbx_host_fns *cli_config(const struct cli *c, struct sbx_config *cfg,
+                                struct sbx_diag *diag);
+/* Open a snapshot of any version this build can read, to describe it
+ * (full: every chunk's checksum too); its verdict under c's policy in *verdict. */
+int cli_describe_snapshot(const struct cli *c, const char *path, bool full,
+                          struct sbx_snapshot **out, struct sbx_diag *verdict,
+                          struct sbx_diag *diag);
+/* Open a snapshot to restore it: the whole file, refused unless c's policy accepts it. */
+int cli_open_snapshot(const struct cli *c, const char *path, struct sbx_snapshot **out,
+                      struct sbx_diag *diag);
 
-int cmd_inspect(int argc, char **argv);
-int cmd_create(int argc, char **argv);
-int cmd_info(int argc, char **argv);
-int cmd_verify(int argc, char **argv);
-int cmd_call(int argc, char **argv);
-int cmd_run(int argc, char **argv);
-/* Call func on s with arguments parsed from texts; print the result; exit code. */
-int cli_call(struct sbx_sandbox *s, const char *func, const char *const *texts, int ntexts);
+double cli_now_ms(void);
+
+/* ---- Calls (cmd_call.c), shared by run and call --------------------------------- */
+struct cli_args {
+    const char *func;
+    struct sbx_func_info fi;
+    struct sbx_value v[SBX_MAX_ARGS];
+    void *owned[SBX_MAX_ARGS];
+};
+/* Find func on s and parse texts by its signature: 0 or an error in diag. */
+int cli_args_parse(struct sbx_sandbox *s, const char *func, char *const *texts, int ntexts,
+                   struct cli_args *a, struct sbx_diag *diag);
+void cli_args_free(struct cli_args *a);
+/* Parse, call once, print the result; the exit code. */
+int cli_call_once(const struct cli *c, struct sbx_sandbox *s, char *const *pos, int npos,
+                  double setup_ms);
 
 #endif

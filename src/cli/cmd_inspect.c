@@ -21,22 +21,6 @@ static void perms(uint32_t flags, char out[4])
     out[3] = '\0';
 }
 
-/* JSON string body: the path may hold any byte. */
-static void json_str(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            printf("\\%c", c);
-        else if (c < 0x20)
-            printf("\\u%04x", c);
-        else
-            putchar(c);
-    }
-    putchar('"');
-}
-
 static void print_text(const struct sbx_guest *g, const struct sbx_version *host,
                        enum sbx_note_source src, const struct sbx_version *gv,
                        const char *policy, const struct sbx_diag *verdict)
@@ -58,79 +42,78 @@ static void print_text(const struct sbx_guest *g, const struct sbx_version *host
     else
         printf("guest:     unknown (no version note)\n");
     printf("host:      snapbox %s (abi %u)\n", host->string, host->abi);
-    printf("policy:    %s\n", policy);
-    printf("verdict:   %s\n", verdict->code ? "rejected" : "accepted");
-    if (verdict->code)
-        printf("reason:    %s\n", verdict->msg);
+    printf("verdict:   %s under policy %s%s%s\n", verdict->code ? "rejected" : "accepted", policy,
+           verdict->code ? ": " : "", verdict->code ? verdict->msg : "");
 }
 
-static void print_json(const struct sbx_guest *g, const struct sbx_version *host,
-                       enum sbx_note_source src, const struct sbx_version *gv,
-                       const char *policy, const struct sbx_diag *verdict)
+static json_t *segments_json(const struct sbx_guest *g)
 {
-    printf("{\"file\": ");
-    json_str(sbx_guest_path(g));
-    printf(", \"entry\": %llu, \"segments\": [", (unsigned long long)sbx_guest_entry(g));
-    for (size_t i = 0; i < sbx_guest_segment_count(g); i++) {
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < sbx_guest_segment_count(g); i++) {
         const struct sbx_segment *s = sbx_guest_segment(g, i);
         char p[4];
         perms(s->flags, p);
-        printf("%s{\"vaddr\": %llu, \"memsz\": %llu, \"filesz\": %llu, \"offset\": %llu, "
-               "\"flags\": \"%s\"}",
-               i ? ", " : "", (unsigned long long)s->vaddr, (unsigned long long)s->memsz,
-               (unsigned long long)s->filesz, (unsigned long long)s->offset, p);
-    }
-    printf("], \"note\": \"%s\", \"guest_version\": ", note_where(src));
-    if (src != SBX_NOTE_NONE)
-        printf("\"%s\", \"guest_abi\": %u", gv->string, gv->abi);
-    else
-        printf("null, \"guest_abi\": null");
-    printf(", \"host_version\": \"%s\", \"host_abi\": %u, \"policy\": \"%s\", \"verdict\": \"%s\"",
-           host->string, host->abi, policy, verdict->code ? "rejected" : "accepted");
-    if (verdict->code) {
-        printf(", \"reason\": ");
-        json_str(verdict->msg);
-    }
-    printf("}\n");
-}
-
-int cmd_inspect(int argc, char **argv)
-{
-    const char *path = NULL;
-    bool json = false;
-    SBX_OPTS(sbx_load_opts, opts, .log = cli_log);
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json"))
-            json = true;
-        else if (!strcmp(argv[i], "--require-note"))
-            opts.require_note = true;
-        else if (!strcmp(argv[i], "--relaxed"))
-            opts.policy = SBX_VERSION_RELAXED;
-        else if (!path && argv[i][0] != '-')
-            path = argv[i];
-        else {
-            fprintf(stderr, "snapbox inspect: unexpected argument '%s'\n", argv[i]);
-            return EXIT_USAGE;
+        if (json_array_append_new(a, json_pack("{s:I, s:I, s:I, s:I, s:s}",
+                                               "vaddr", (json_int_t)s->vaddr,
+                                               "memsz", (json_int_t)s->memsz,
+                                               "filesz", (json_int_t)s->filesz,
+                                               "offset", (json_int_t)s->offset, "flags", p))) {
+            json_decref(a);
+            return NULL;
         }
     }
-    if (!path) {
-        fprintf(stderr, "usage: snapbox inspect GUEST.elf [--require-note] [--relaxed] [--json]\n");
-        return EXIT_USAGE;
+    return a;
+}
+
+static int print_json(const struct cli *c, const struct sbx_guest *g,
+                      const struct sbx_version *host, enum sbx_note_source src,
+                      const struct sbx_version *gv, const struct sbx_diag *verdict)
+{
+    bool note = src != SBX_NOTE_NONE;
+    json_t *o = json_pack("{s:o, s:I, s:o, s:s, s:o, s:o, s:o, s:I}",
+                          "file", cj_cstr(sbx_guest_path(g)),
+                          "entry", (json_int_t)sbx_guest_entry(g),
+                          "segments", segments_json(g), "note", note_where(src),
+                          "guest_version", note ? cj_cstr(gv->string) : json_null(),
+                          "guest_abi", note ? json_integer(gv->abi) : json_null(),
+                          "host_version", cj_cstr(host->string), "host_abi", (json_int_t)host->abi);
+    /* a rejected guest is the command's error: in the same object */
+    if (cj_add_verdict(o, c->policy, verdict) ||
+        (verdict->code && json_object_update_new(o, cj_error(verdict)))) {
+        json_decref(o);
+        o = NULL;
     }
-    struct sbx_diag diag = { 0 };
+    return cj_emit(o, verdict->code ? cli_exit_code(verdict->code) : EXIT_OK_);
+}
+
+static int inspect(struct cli *c)
+{
+    struct sbx_diag diag = { 0 }, verdict = { 0 };
     struct sbx_guest *g = NULL;
-    if (sbx_guest_open(path, &g, &diag))
-        return cli_report(&diag);
+    if (sbx_guest_open(c->pos[0], &g, &diag))
+        return cli_report(c, &diag);
     struct sbx_version host, gv;
     sbx_host_version(&host);
     enum sbx_note_source src = sbx_guest_note(g, &gv);
-    struct sbx_diag verdict = { 0 };
-    sbx_guest_check_version(g, &opts, &verdict);
-    const char *policy = opts.policy == SBX_VERSION_RELAXED ? "relaxed" : "exact";
-    if (json)
-        print_json(g, &host, src, &gv, policy, &verdict);
-    else
-        print_text(g, &host, src, &gv, policy, &verdict);
+    cli_guest_verdict(c, g, &verdict);
+    int rc;
+    if (c->json) {
+        rc = print_json(c, g, &host, src, &gv, &verdict);
+    } else {
+        print_text(g, &host, src, &gv, cli_policy_name(c->policy), &verdict);
+        rc = verdict.code ? cli_report(c, &verdict) : EXIT_OK_;
+    }
     sbx_guest_free(g);
-    return verdict.code ? cli_report(&verdict) : EXIT_OK_;
+    return rc;
 }
+
+const struct cli_cmd cli_cmd_inspect = {
+    .name = "inspect",
+    .synopsis = "GUEST.elf",
+    .summary = "show entry point, segments, version note and the version verdict (no KVM)",
+    .details = "Exits 0 when this host accepts the guest under the policy, else with the\n"
+               "verdict's code (5 version mismatch, 6 no note under --require-note).\n",
+    .min_pos = 1, .max_pos = 1,
+    .opts = { CLI_OPTS_COMMON },
+    .run = inspect,
+};

@@ -1,79 +1,62 @@
-/* cmd_snapshot.c - `snapbox create | info | verify | call`: snapshot files. */
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
+/* cmd_snapshot.c - `snapbox create | info | verify`: snapshot files. info and
+ * verify describe a file of any version this build can read, with a verdict
+ * line on whether it would be restored under the policy. */
 #include "cli.h"
 
-static double now_ms(void)
+static int emit_created(const struct cli *c, const struct sbx_snapshot *snap, double init_ms,
+                        double write_ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+    SBX_OPTS(sbx_snapshot_info, info);
+    sbx_snapshot_info(snap, &info, NULL);
+    if (c->json)
+        return cj_emit(json_pack("{s:o, s:I, s:I, s:I, s:{s:f, s:f}}", "file", cj_cstr(c->out),
+                                 "file_size", (json_int_t)info.file_size,
+                                 "mem_size", (json_int_t)info.mem_size,
+                                 "nonzero_pages", (json_int_t)info.nonzero_pages,
+                                 "timing_ms", "load_init", init_ms, "snapshot_write", write_ms),
+                       EXIT_OK_);
+    printf("created %s: %llu bytes for %llu MiB of guest memory (%llu non-zero pages); "
+           "load+init %.2f ms, snapshot+write %.2f ms\n",
+           c->out, (unsigned long long)info.file_size, (unsigned long long)(info.mem_size >> 20),
+           (unsigned long long)info.nonzero_pages, init_ms, write_ms);
+    return EXIT_OK_;
 }
 
-int cmd_create(int argc, char **argv)
+static int create(struct cli *c)
 {
-    const char *elf = NULL, *out = NULL;
-    SBX_OPTS(sbx_snapshot_opts, sopts);
-    SBX_OPTS(sbx_load_opts, lopts, .log = cli_log);
-    SBX_OPTS(sbx_config, cfg, .log = cli_log);
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-o") && i + 1 < argc)
-            out = argv[++i];
-        else if (!strcmp(argv[i], "--hc"))
-            sopts.hc = true;
-        else if (!strcmp(argv[i], "--relaxed"))
-            lopts.policy = SBX_VERSION_RELAXED;
-        else if (!strcmp(argv[i], "--require-note"))
-            lopts.require_note = true;
-        else if (!strcmp(argv[i], "--mem") && i + 1 < argc) {
-            if (!cli_parse_size(argv[++i], &cfg.mem_size)) {
-                fprintf(stderr, "snapbox create: bad --mem size '%s'\n", argv[i]);
-                return EXIT_USAGE;
-            }
-        } else if (!elf && argv[i][0] != '-')
-            elf = argv[i];
-        else {
-            fprintf(stderr, "snapbox create: unexpected argument '%s'\n", argv[i]);
-            return EXIT_USAGE;
-        }
-    }
-    if (!elf || !out) {
-        fprintf(stderr, "usage: snapbox create GUEST.elf -o FILE.snap [--hc] [--mem SIZE]\n");
-        return EXIT_USAGE;
-    }
     struct sbx_diag diag = { 0 };
     struct sbx_guest *g = NULL;
     struct sbx_sandbox *s = NULL;
     struct sbx_snapshot *snap = NULL;
+    SBX_OPTS(sbx_snapshot_opts, sopts, .hc = c->hc);
+    struct sbx_config cfg;
     int rc;
-    double t0 = now_ms();
-    struct sbx_host_fns *fns = cli_host_functions(&diag);
-    cfg.host_fns = fns;
-    if (!fns || sbx_guest_load(elf, &lopts, &g, &diag) || sbx_sandbox_create(g, &cfg, &s, &diag)) {
-        rc = cli_report(&diag);
-        goto out;
-    }
-    double t1 = now_ms();
-    if (sbx_snapshot_take(s, &sopts, &snap, &diag) || sbx_snapshot_write(snap, out, &diag)) {
-        rc = cli_report(&diag);
-        goto out;
-    }
-    double t2 = now_ms();
-    SBX_OPTS(sbx_snapshot_info, info);
-    sbx_snapshot_info(snap, &info, NULL);
-    printf("created %s: %llu bytes for %llu MiB of guest memory (%llu non-zero pages); "
-           "load+init %.2f ms, snapshot+write %.2f ms\n",
-           out, (unsigned long long)info.file_size, (unsigned long long)(info.mem_size >> 20),
-           (unsigned long long)info.nonzero_pages, t1 - t0, t2 - t1);
-    rc = EXIT_OK_;
+    if (!c->out)
+        return cli_usage(c, "missing -o FILE.snap");
+    struct sbx_host_fns *fns = cli_config(c, &cfg, &diag);
+    double t0 = cli_now_ms();
+    if (!fns || cli_load_guest(c, c->pos[0], &g, &diag) ||
+        sbx_sandbox_create(g, &cfg, &s, &diag))
+        goto fail;
+    double t1 = cli_now_ms();
+    if (sbx_snapshot_take(s, &sopts, &snap, &diag) || sbx_snapshot_write(snap, c->out, &diag))
+        goto fail;
+    rc = emit_created(c, snap, t1 - t0, cli_now_ms() - t1);
+    goto out;
+fail:
+    rc = cli_report(c, &diag);
 out:
     sbx_snapshot_free(snap);
     sbx_sandbox_destroy(s);
     sbx_guest_free(g);
     sbx_host_fns_free(fns);
     return rc;
+}
+
+static void print_verdict(const struct cli *c, const char *label, const struct sbx_diag *v)
+{
+    printf("%s%s under policy %s%s%s\n", label, v->code ? "rejected" : "accepted",
+           cli_policy_name(c->policy), v->code ? ": " : "", v->code ? v->msg : "");
 }
 
 static void print_signature(const struct sbx_func_info *f)
@@ -84,12 +67,13 @@ static void print_signature(const struct sbx_func_info *f)
     printf(") -> %s\n", sbx_type_name(f->ret));
 }
 
-static void print_info_text(const struct sbx_snapshot *snap, const char *path)
+static void print_info_text(const struct cli *c, const struct sbx_snapshot *snap,
+                            const struct sbx_diag *verdict)
 {
     SBX_OPTS(sbx_snapshot_info, i);
     sbx_snapshot_info(snap, &i, NULL);
     uint64_t raw = i.nonzero_pages * SBX_GUEST_PAGE_SIZE;
-    printf("file:         %s\n", path);
+    printf("file:         %s\n", c->pos[0]);
     printf("format:       %u\n", i.format);
     printf("host:         snapbox %s (abi %u)\n", i.host.string, i.host.abi);
     if (i.guest_has_note)
@@ -104,184 +88,160 @@ static void print_info_text(const struct sbx_snapshot *snap, const char *path)
            i.hc ? "lz4hc" : "lz4", (unsigned long long)i.stored_bytes,
            i.stored_bytes ? (double)raw / (double)i.stored_bytes : 0.0);
     printf("file size:    %llu bytes\n", (unsigned long long)i.file_size);
+    print_verdict(c, "verdict:      ", verdict);
     printf("functions:    %zu\n", i.nfuncs);
     SBX_OPTS(sbx_func_info, f);
     for (size_t k = 0; sbx_snapshot_function(snap, k, &f, NULL) == 0; k++)
         print_signature(&f);
 }
 
-static void print_info_json(const struct sbx_snapshot *snap)
+static json_t *function_json(const struct sbx_func_info *f)
 {
-    SBX_OPTS(sbx_snapshot_info, i);
-    sbx_snapshot_info(snap, &i, NULL);
-    printf("{\"format\": %u, \"host_version\": \"%s\", \"host_abi\": %u, ", i.format,
-           i.host.string, i.host.abi);
-    if (i.guest_has_note)
-        printf("\"guest_version\": \"%s\", ", i.guest.string);
-    else
-        printf("\"guest_version\": null, ");
-    printf("\"mem_size\": %llu, \"nonzero_pages\": %llu, \"chunks\": %u, \"stored_bytes\": %llu, "
-           "\"file_size\": %llu, \"compression\": \"%s\", \"functions\": [",
-           (unsigned long long)i.mem_size, (unsigned long long)i.nonzero_pages, i.nchunks,
-           (unsigned long long)i.stored_bytes, (unsigned long long)i.file_size,
-           i.hc ? "lz4hc" : "lz4");
+    json_t *args = json_array();
+    for (size_t a = 0; args && a < f->nargs; a++)
+        if (json_array_append_new(args, json_string(sbx_type_name(f->args[a])))) {
+            json_decref(args);
+            args = NULL;
+        }
+    return json_pack("{s:o, s:s, s:o}", "name", cj_cstr(f->name), "ret", sbx_type_name(f->ret),
+                     "args", args);
+}
+
+static json_t *functions_json(const struct sbx_snapshot *snap)
+{
+    json_t *a = json_array();
     SBX_OPTS(sbx_func_info, f);
-    for (size_t k = 0; sbx_snapshot_function(snap, k, &f, NULL) == 0; k++) {
-        printf("%s{\"name\": \"%s\", \"ret\": \"%s\", \"args\": [", k ? ", " : "", f.name,
-               sbx_type_name(f.ret));
-        for (size_t a = 0; a < f.nargs; a++)
-            printf("%s\"%s\"", a ? ", " : "", sbx_type_name(f.args[a]));
-        printf("]}");
-    }
-    printf("]}\n");
-}
-
-int cmd_info(int argc, char **argv)
-{
-    const char *path = NULL;
-    bool json = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json"))
-            json = true;
-        else if (!path && argv[i][0] != '-')
-            path = argv[i];
-        else {
-            fprintf(stderr, "usage: snapbox info FILE.snap [--json]\n");
-            return EXIT_USAGE;
+    for (size_t k = 0; a && sbx_snapshot_function(snap, k, &f, NULL) == 0; k++)
+        if (json_array_append_new(a, function_json(&f))) {
+            json_decref(a);
+            a = NULL;
         }
-    }
-    if (!path) {
-        fprintf(stderr, "usage: snapbox info FILE.snap [--json]\n");
-        return EXIT_USAGE;
-    }
-    struct sbx_diag diag = { 0 };
-    struct sbx_snapshot *snap = NULL;
-    if (sbx_snapshot_open_header(path, NULL, &snap, &diag))
-        return cli_report(&diag);
-    if (json)
-        print_info_json(snap);
-    else
-        print_info_text(snap, path);
-    sbx_snapshot_free(snap);
-    return EXIT_OK_;
+    return a;
 }
 
-int cmd_verify(int argc, char **argv)
+static int print_info_json(const struct cli *c, const struct sbx_snapshot *snap,
+                           const struct sbx_diag *verdict)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: snapbox verify FILE.snap\n");
-        return EXIT_USAGE;
-    }
-    struct sbx_diag diag = { 0 };
-    struct sbx_snapshot *snap = NULL;
-    if (sbx_snapshot_open(argv[1], NULL, &snap, &diag) || sbx_snapshot_verify(snap, &diag)) {
-        sbx_snapshot_free(snap);
-        return cli_report(&diag);
-    }
     SBX_OPTS(sbx_snapshot_info, i);
     sbx_snapshot_info(snap, &i, NULL);
-    printf("%s: ok (header, index and %u chunk checksums verified; every chunk decompresses "
-           "to its size)\n", argv[1], i.nchunks);
-    sbx_snapshot_free(snap);
-    return EXIT_OK_;
+    char hash[17];
+    snprintf(hash, sizeof hash, "%016llx", (unsigned long long)i.guest_elf_hash);
+    json_t *o = json_pack(
+        "{s:o, s:I, s:o, s:I, s:o, s:o, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:s, s:o}",
+        "file", cj_cstr(c->pos[0]), "format", (json_int_t)i.format,
+        "host_version", cj_cstr(i.host.string), "host_abi", (json_int_t)i.host.abi,
+        "guest_version", i.guest_has_note ? cj_cstr(i.guest.string) : json_null(),
+        "guest_abi", i.guest_has_note ? json_integer(i.guest.abi) : json_null(),
+        "guest_elf_xxh3", hash, "cpu_vendor", cj_cstr(i.cpu_vendor),
+        "mem_size", (json_int_t)i.mem_size, "nonzero_pages", (json_int_t)i.nonzero_pages,
+        "chunks", (json_int_t)i.nchunks, "stored_bytes", (json_int_t)i.stored_bytes,
+        "file_size", (json_int_t)i.file_size, "compression", i.hc ? "lz4hc" : "lz4",
+        "functions", functions_json(snap));
+    if (cj_add_verdict(o, c->policy, verdict)) {
+        json_decref(o);
+        o = NULL;
+    }
+    return cj_emit(o, EXIT_OK_);
 }
 
-/* One call per request on a sandbox from a template, reset after each:
- * the request-time path. Every request starts from the snapshot's state. */
-static int serve_requests(const char *path, const char *func, const char *const *texts,
-                          int ntexts, long requests, bool timing, struct sbx_config *cfg)
+static int info(struct cli *c)
 {
-    struct sbx_diag diag = { 0 };
-    struct sbx_template *t = NULL;
-    struct sbx_pool *pool = NULL;
-    struct sbx_sandbox *s = NULL;
-    int rc = EXIT_OK_;
-    double t0 = now_ms(), t1 = t0, t2 = t0, call_ms = 0, reset_ms = 0;
-    if (sbx_template_open(path, NULL, &t, &diag))
-        goto fail;
-    t1 = now_ms();
-    /* the pool is made before the request, as a server would */
-    if (sbx_pool_create(sbx_template_mem_size(t), 1, &pool, &diag))
-        goto fail;
-    t2 = now_ms();
-    if (sbx_sandbox_from_template(t, cfg, pool, &s, &diag))
-        goto fail;
-    double restore_ms = now_ms() - t2;
-    for (long r = 0; r < requests && rc == EXIT_OK_; r++) {
-        double c0 = now_ms();
-        rc = cli_call(s, func, texts, ntexts);
-        double c1 = now_ms();
-        if (sbx_sandbox_reset(s, &diag))
-            goto fail;
-        call_ms += c1 - c0, reset_ms += now_ms() - c1;
-    }
-    if (timing)
-        fprintf(stderr, "snapbox: template open %.2f ms, restore from pooled VM %.3f ms, then per "
-                "request: call %.3f ms, reset %.3f ms (means of %ld)\n", t1 - t0, restore_ms,
-                call_ms / (double)requests, reset_ms / (double)requests, requests);
-    goto out;
-fail:
-    rc = cli_report(&diag);
-out:
-    sbx_sandbox_destroy(s);
-    sbx_pool_free(pool);
-    sbx_template_free(t);
-    return rc;
-}
-
-int cmd_call(int argc, char **argv)
-{
-    const char *pos[2 + SBX_MAX_ARGS];
-    int npos = 0;
-    bool timing = false;
-    long requests = 0;
-    SBX_OPTS(sbx_config, cfg, .log = cli_log);
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--time"))
-            timing = true;
-        else if (!strcmp(argv[i], "--requests") && i + 1 < argc) {
-            char *end;
-            requests = strtol(argv[++i], &end, 10);
-            if (*end || requests < 1 || requests > 1000000) {
-                fprintf(stderr, "snapbox call: --requests wants 1..1000000, not '%s'\n", argv[i]);
-                return EXIT_USAGE;
-            }
-        } else if (npos < (int)(sizeof pos / sizeof pos[0]))
-            pos[npos++] = argv[i];
-        else {
-            fprintf(stderr, "snapbox call: too many arguments\n");
-            return EXIT_USAGE;
-        }
-    }
-    if (npos < 2) {
-        fprintf(stderr, "usage: snapbox call FILE.snap FUNC [ARG...] [--time] [--requests N]\n");
-        return EXIT_USAGE;
-    }
-    struct sbx_diag diag = { 0 };
+    struct sbx_diag diag = { 0 }, verdict = { 0 };
     struct sbx_snapshot *snap = NULL;
-    struct sbx_sandbox *s = NULL;
     int rc;
-    struct sbx_host_fns *fns = cli_host_functions(&diag);
-    if (!fns)
-        return cli_report(&diag);
-    cfg.host_fns = fns;
-    if (requests) {
-        rc = serve_requests(pos[0], pos[1], pos + 2, npos - 2, requests, timing, &cfg);
+    if (cli_describe_snapshot(c, c->pos[0], false, &snap, &verdict, &diag)) {
+        rc = cli_report(c, &diag);
         goto out;
     }
-    double t0 = now_ms();
-    if (sbx_snapshot_open(pos[0], NULL, &snap, &diag) || sbx_sandbox_restore(snap, &cfg, &s, &diag)) {
-        rc = cli_report(&diag);
+    if (c->json) {
+        rc = print_info_json(c, snap, &verdict);
         goto out;
     }
-    double t1 = now_ms();
-    rc = cli_call(s, pos[1], pos + 2, npos - 2);
-    if (timing)
-        fprintf(stderr, "snapbox: restore from file took %.2f ms, the call %.2f ms\n", t1 - t0,
-                now_ms() - t1);
+    print_info_text(c, snap, &verdict);
+    rc = EXIT_OK_;
 out:
-    sbx_sandbox_destroy(s);
     sbx_snapshot_free(snap);
-    sbx_host_fns_free(fns);
     return rc;
 }
+
+static int verify(struct cli *c)
+{
+    struct sbx_diag diag = { 0 }, verdict = { 0 };
+    struct sbx_snapshot *snap = NULL;
+    SBX_OPTS(sbx_snapshot_info, i);
+    int rc;
+    if (cli_describe_snapshot(c, c->pos[0], true, &snap, &verdict, &diag) ||
+        sbx_snapshot_verify(snap, &diag)) {
+        rc = cli_report(c, &diag);
+        goto out;
+    }
+    sbx_snapshot_info(snap, &i, NULL);
+    if (c->json) {
+        json_t *o = json_pack("{s:o, s:b, s:I}", "file", cj_cstr(c->pos[0]), "ok", 1,
+                              "chunks", (json_int_t)i.nchunks);
+        rc = cj_add_verdict(o, c->policy, &verdict) ? cj_emit(NULL, 0) : cj_emit(o, EXIT_OK_);
+        goto out;
+    }
+    printf("%s: ok (header, index and %u chunk checksums verified; every chunk decompresses "
+           "to its size)\n", c->pos[0], i.nchunks);
+    print_verdict(c, "verdict: ", &verdict);
+    rc = EXIT_OK_;
+out:
+    sbx_snapshot_free(snap);
+    return rc;
+}
+
+static int set_out(struct cli *c, const char *val)
+{
+    c->out = val;
+    return 0;
+}
+
+static int set_hc(struct cli *c, const char *val)
+{
+    (void)val;
+    c->hc = true;
+    return 0;
+}
+
+const struct cli_cmd cli_cmd_create = {
+    .name = "create",
+    .synopsis = "GUEST.elf -o FILE.snap",
+    .summary = "initialise the guest in KVM and freeze it into a snapshot file",
+    .details = "The file is written atomically: FILE.snap keeps its old content on any failure.\n",
+    .min_pos = 1, .max_pos = 1,
+    .opts = {
+        { "output", 'o', "FILE.snap", "the snapshot file to write (required)", set_out },
+        { "hc", KEY_HC, NULL, "LZ4HC: smaller file, slower capture", set_hc },
+        { "mem", KEY_MEM, "SIZE", "guest memory, e.g. 16M (default 8M)", cli_set_mem },
+        { "deadline", KEY_DEADLINE, "MS", "deadline for the guest's init (default 1000)",
+          cli_set_deadline },
+        CLI_OPTS_COMMON,
+    },
+    .run = create,
+};
+
+const struct cli_cmd cli_cmd_info = {
+    .name = "info",
+    .synopsis = "FILE.snap",
+    .summary = "versions, sizes, compression, functions and the verdict, from the header (no KVM)",
+    .details = "Describes a snapshot of any snapbox version whose format this build reads, and\n"
+               "says whether `call` would accept it under the policy (\"verdict: accepted under\n"
+               "policy exact\" or \"verdict: rejected under policy exact: REASON\"); exits 0\n"
+               "either way. Under --json, \"verdict\" and \"reason\" carry the same.\n",
+    .min_pos = 1, .max_pos = 1,
+    .opts = { CLI_OPTS_COMMON },
+    .run = info,
+};
+
+const struct cli_cmd cli_cmd_verify = {
+    .name = "verify",
+    .synopsis = "FILE.snap",
+    .summary = "check every checksum and decompress every chunk (no KVM)",
+    .details = "Exits 0 for a sound file of any version this build reads, with the verdict\n"
+               "line of `snapbox info`; non-zero only when the file is damaged or unreadable\n"
+               "(16 not a snapshot or another format, 17 corrupt, 3 I/O, 14 over a limit).\n",
+    .min_pos = 1, .max_pos = 1,
+    .opts = { CLI_OPTS_COMMON },
+    .run = verify,
+};

@@ -1,27 +1,24 @@
-/* main.c - snapbox CLI entry: subcommand dispatch, help, exit codes. */
+/* main.c - snapbox CLI entry: subcommand dispatch, help, errors and exit codes. */
+#include <stdarg.h>
 #include <string.h>
 
 #include "cli.h"
 
-static const char usage[] =
-    "usage: snapbox COMMAND [ARGS]\n"
+static const struct cli_cmd *const commands[] = {
+    &cli_cmd_inspect, &cli_cmd_run, &cli_cmd_create, &cli_cmd_info, &cli_cmd_verify, &cli_cmd_call,
+};
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static const char overview_tail[] =
     "\n"
-    "commands:\n"
-    "  inspect GUEST.elf [--require-note] [--relaxed] [--json]\n"
-    "        show entry point, segments, version note and the version verdict\n"
-    "  run GUEST.elf FUNC [ARG...] [--mem SIZE] [--deadline MS] [--relaxed] [--require-note]\n"
-    "        load, check and initialise the guest in KVM, call FUNC, print the result\n"
-    "        (arguments are parsed by FUNC's signature; bytes are written in hex)\n"
-    "  create GUEST.elf -o FILE.snap [--hc] [--mem SIZE] [--relaxed] [--require-note]\n"
-    "        initialise the guest in KVM and freeze it into a snapshot file\n"
-    "  info FILE.snap [--json]\n"
-    "        versions, sizes, compression and functions, from the header alone (no KVM)\n"
-    "  verify FILE.snap\n"
-    "        check every checksum and decompress every chunk (no KVM)\n"
-    "  call FILE.snap FUNC [ARG...] [--time] [--requests N]\n"
-    "        restore the snapshot in KVM and call FUNC (arguments by its stored signature);\n"
-    "        --requests N: N requests on a sandbox from a template, reset after each\n"
-    "  --help, --version\n"
+    "Every command takes --help and --json (one JSON object on stdout, errors too:\n"
+    "{\"error\": {\"code\": \"SBX_E_...\" or \"usage\", \"exit\": N, \"message\": \"...\"}}).\n"
+    "Commands that load a guest or a snapshot take --policy exact|relaxed|abi (--relaxed is\n"
+    "--policy relaxed) and --require-note. Options may come anywhere; `--` ends them, so a\n"
+    "guest argument that begins with '-' goes after it: snapbox call f.snap neg -- -5\n"
+    "Guest arguments are parsed by the function's signature (bool: true/false, bytes: hex);\n"
+    "a str or bytes argument @FILE is the file's bytes, @- is stdin (at most 16 MiB),\n"
+    "@@x is the literal text @x.\n"
     "\n"
     "exit codes:\n"
     "  0 ok            1 internal error     2 usage            3 file I/O\n"
@@ -31,38 +28,80 @@ static const char usage[] =
     "  14 limit exceeded        15 host function failed\n"
     "  16 not a snapshot / another format   17 corrupt snapshot   18 CPU lacks features\n";
 
-int cli_exit_code(int err)
+static void print_overview(FILE *f)
 {
-    switch (err) {
-    case SBX_OK: return EXIT_OK_;
-    case SBX_E_INVAL: return EXIT_USAGE;
-    case SBX_E_IO: return EXIT_IO;
-    case SBX_E_ELF: return EXIT_BAD_ELF;
-    case SBX_E_VERSION: return EXIT_VERSION;
-    case SBX_E_NO_NOTE: return EXIT_NO_NOTE;
-    case SBX_E_NOTE: return EXIT_BAD_NOTE;
-    case SBX_E_KVM: return EXIT_KVM;
-    case SBX_E_GUEST_ABORT: return EXIT_GUEST_ABORT;
-    case SBX_E_GUEST_FAULT: return EXIT_GUEST_FAULT;
-    case SBX_E_TIMEOUT: return EXIT_TIMEOUT;
-    case SBX_E_GUEST_ABI:
-    case SBX_E_POISONED: return EXIT_GUEST_ABI;
-    case SBX_E_BUSY: return EXIT_USAGE;
-    case SBX_E_NO_FUNC:
-    case SBX_E_ARGS: return EXIT_BAD_CALL;
-    case SBX_E_LIMIT: return EXIT_LIMIT;
-    case SBX_E_HOST_FN: return EXIT_HOST_FN;
-    case SBX_E_SNAP_FORMAT: return EXIT_SNAP_FORMAT;
-    case SBX_E_SNAP_CORRUPT: return EXIT_SNAP_CORRUPT;
-    case SBX_E_CPU: return EXIT_CPU;
-    default: return EXIT_INTERNAL;
-    }
+    fputs("usage: snapbox COMMAND [OPTION...] [ARGS]\n       snapbox help [COMMAND]\n\n"
+          "commands:\n", f);
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(f, "  %s %s\n        %s\n", commands[i]->name, commands[i]->synopsis,
+                commands[i]->summary);
+    fputs("  --help, --version\n", f);
+    fputs(overview_tail, f);
 }
 
-int cli_report(const struct sbx_diag *diag)
+/* One row per library error: its exit code and its name in JSON errors. */
+static const struct { int code, exit; const char *name; } errors[] = {
+    { SBX_OK, EXIT_OK_, "SBX_OK" },
+    { SBX_E_INVAL, EXIT_USAGE, "SBX_E_INVAL" },
+    { SBX_E_NOMEM, EXIT_INTERNAL, "SBX_E_NOMEM" },
+    { SBX_E_IO, EXIT_IO, "SBX_E_IO" },
+    { SBX_E_ELF, EXIT_BAD_ELF, "SBX_E_ELF" },
+    { SBX_E_NOTE, EXIT_BAD_NOTE, "SBX_E_NOTE" },
+    { SBX_E_VERSION, EXIT_VERSION, "SBX_E_VERSION" },
+    { SBX_E_NO_NOTE, EXIT_NO_NOTE, "SBX_E_NO_NOTE" },
+    { SBX_E_KVM, EXIT_KVM, "SBX_E_KVM" },
+    { SBX_E_GUEST_ABORT, EXIT_GUEST_ABORT, "SBX_E_GUEST_ABORT" },
+    { SBX_E_GUEST_FAULT, EXIT_GUEST_FAULT, "SBX_E_GUEST_FAULT" },
+    { SBX_E_TIMEOUT, EXIT_TIMEOUT, "SBX_E_TIMEOUT" },
+    { SBX_E_GUEST_ABI, EXIT_GUEST_ABI, "SBX_E_GUEST_ABI" },
+    { SBX_E_POISONED, EXIT_GUEST_ABI, "SBX_E_POISONED" },
+    { SBX_E_NO_FUNC, EXIT_BAD_CALL, "SBX_E_NO_FUNC" },
+    { SBX_E_ARGS, EXIT_BAD_CALL, "SBX_E_ARGS" },
+    { SBX_E_HOST_FN, EXIT_HOST_FN, "SBX_E_HOST_FN" },
+    { SBX_E_LIMIT, EXIT_LIMIT, "SBX_E_LIMIT" },
+    { SBX_E_SNAP_FORMAT, EXIT_SNAP_FORMAT, "SBX_E_SNAP_FORMAT" },
+    { SBX_E_SNAP_CORRUPT, EXIT_SNAP_CORRUPT, "SBX_E_SNAP_CORRUPT" },
+    { SBX_E_CPU, EXIT_CPU, "SBX_E_CPU" },
+    { SBX_E_BUSY, EXIT_USAGE, "SBX_E_BUSY" },
+};
+
+int cli_exit_code(int err)
 {
+    for (size_t i = 0; i < sizeof errors / sizeof errors[0]; i++)
+        if (errors[i].code == err)
+            return errors[i].exit;
+    return EXIT_INTERNAL;
+}
+
+/* NULL for a code this build does not know: JSON then carries the number. */
+const char *cli_error_name(int err)
+{
+    for (size_t i = 0; i < sizeof errors / sizeof errors[0]; i++)
+        if (errors[i].code == err)
+            return errors[i].name;
+    return NULL;
+}
+
+int cli_report(const struct cli *c, const struct sbx_diag *diag)
+{
+    if (c->json)
+        return cj_emit(cj_error(diag), cli_exit_code(diag->code));
     fprintf(stderr, "snapbox: %s\n", diag->msg[0] ? diag->msg : sbx_strerror(diag->code));
     return cli_exit_code(diag->code);
+}
+
+int cli_usage(const struct cli *c, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (c->json)
+        return cj_emit(cj_usage_error(msg), EXIT_USAGE);
+    fprintf(stderr, "snapbox %s: %s\n(see snapbox %s --help)\n", c->cmd->name, msg,
+            c->cmd->name);
+    return EXIT_USAGE;
 }
 
 void cli_log(void *ctx, enum sbx_log_level level, const char *msg)
@@ -72,30 +111,53 @@ void cli_log(void *ctx, enum sbx_log_level level, const char *msg)
     fprintf(stderr, "snapbox: %s: %s\n", (unsigned)level < 4 ? names[level] : "log", msg);
 }
 
+static const struct cli_cmd *find_command(const char *name)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (!strcmp(name, commands[i]->name))
+            return commands[i];
+    return NULL;
+}
+
+/* `snapbox help [COMMAND]`: the same text as --help. */
+static int help(int argc, char **argv)
+{
+    if (argc < 3) {
+        print_overview(stdout);
+        return EXIT_OK_;
+    }
+    const struct cli_cmd *cmd = find_command(argv[2]);
+    if (!cmd || argc > 3) {
+        fprintf(stderr, "snapbox help: %s '%s'\n", cmd ? "unexpected argument" : "no command",
+                argv[cmd ? 3 : 2]);
+        return EXIT_USAGE;
+    }
+    cli_print_help(stdout, cmd);
+    return EXIT_OK_;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fputs(usage, stderr);
+        print_overview(stderr);
         return EXIT_USAGE;
     }
-    const char *cmd = argv[1];
-    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
-        fputs(usage, stdout);
-        return EXIT_OK_;
-    }
-    if (!strcmp(cmd, "--version")) {
+    const char *name = argv[1];
+    if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help"))
+        return help(argc, argv);
+    if (!strcmp(name, "--version")) {
         struct sbx_version v;
         sbx_host_version(&v);
         printf("snapbox %s (guest ABI %u)\n", v.string, v.abi);
         return EXIT_OK_;
     }
-    static const struct { const char *name; int (*fn)(int, char **); } cmds[] = {
-        { "inspect", cmd_inspect }, { "run", cmd_run }, { "create", cmd_create },
-        { "info", cmd_info }, { "verify", cmd_verify }, { "call", cmd_call },
-    };
-    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
-        if (!strcmp(cmd, cmds[i].name))
-            return cmds[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "snapbox: unknown command '%s'\n%s", cmd, usage);
-    return EXIT_USAGE;
+    struct cli c = { .cmd = find_command(name) };
+    if (!c.cmd) {
+        fprintf(stderr, "snapbox: unknown command '%s' (see snapbox help)\n", name);
+        return EXIT_USAGE;
+    }
+    int rc = cli_parse(&c, argc - 1, argv + 1);
+    if (rc || c.help)
+        return rc;
+    return c.cmd->run(&c);
 }
