@@ -153,6 +153,8 @@ enum sbx_note_source {
     SBX_NOTE_FROM_SECTION = 2, /* found through an SHT_NOTE section header only */
 };
 
+/* Read through a pointer into the guest handle: the library owns the
+ * storage, so fields may be appended later without a size field. */
 struct sbx_segment {
     uint64_t vaddr, memsz, offset, filesz;
     uint32_t flags; /* PF_R | PF_W | PF_X */

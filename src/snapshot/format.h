@@ -168,7 +168,8 @@ _Static_assert(sizeof(struct sbx_snap_cpuid) == 32, "snapshot CPUID layout");
 #define SBX_SNAP_CPUID_FLAGS 7u /* the KVM_CPUID_FLAG_* bits a reader accepts */
 
 /* FUNCTIONS payload: u32 count, then per function
- *   u16 name_len, name_len bytes (no NUL), u8 ret, u8 nargs, nargs x u8 type.
+ *   u16 name_len, name_len bytes (no NUL), u8 ret, u8 nargs, nargs x u8 type
+ *   (types in the guest ABI's codes, enum sbx_abi_type).
  * Names and signatures follow the one rule (src/common/names.c). */
 #define SBX_SNAP_FUNC_FIXED 4u /* name_len + ret + nargs */
 
