@@ -19,8 +19,10 @@
  *   compiled with; declare them with SBX_OPTS. An older caller (smaller sz)
  *   gets the defaults for the fields it does not know, and receives only the
  *   fields it knows; a newer caller (larger sz) is accepted when the fields
- *   this library does not know are zero, else refused with SBX_E_INVAL.
- *   New fields are only ever added at the end.
+ *   this library does not know are zero, else refused with SBX_E_INVAL, and
+ *   its output fields unknown here are left as it set them (zero with
+ *   SBX_OPTS). sz 0, or one that is no struct's size, is SBX_E_INVAL with a
+ *   message naming the struct. New fields are only ever added at the end.
  * - This header is the host API only. The guest ABI (memory layout, exchange
  *   area, wire encoding) is a separate contract with its own version, in
  *   sbx_abi.h, which host programs never need. C and C++ both compile this

@@ -51,9 +51,9 @@ bool sbx_valid_signature(enum sbx_type ret, size_t nargs, const enum sbx_type *a
  * dst, the library's own dst_size-byte version: a smaller sz leaves the
  * fields it lacks zero, a larger one is accepted only if the bytes this
  * library does not know are zero. sbx_opts_out copies the library's
- * src_size-byte src into the caller's dst up to dst's sz, zeroing what the
- * caller has beyond src_size. Both: SBX_E_INVAL naming struct `name` for an
- * sz too small to hold sz itself. */
+ * src_size-byte src into the caller's dst up to dst's sz, leaving what the
+ * caller has beyond src_size alone. Both: SBX_E_INVAL naming struct `name`
+ * for an sz too small to hold sz itself or implausibly large (garbage). */
 int sbx_opts_in(void *dst, size_t dst_size, const void *src, const char *name,
                 struct sbx_diag *diag);
 int sbx_opts_out(void *dst, const void *src, size_t src_size, const char *name,

@@ -10,9 +10,14 @@
 
 #include "internal.h"
 
+/* No struct of this API comes near this size: a larger sz is garbage (a
+ * struct declared without SBX_OPTS), and must not make the library read or
+ * write that far. */
+#define SBX_OPTS_SZ_MAX 4096u
+
 static int check_sz(size_t sz, const char *name, struct sbx_diag *diag)
 {
-    if (sz >= sizeof(size_t))
+    if (sz >= sizeof(size_t) && sz <= SBX_OPTS_SZ_MAX)
         return 0;
     return sbx_fail(diag, SBX_E_INVAL, "struct %s: sz is %zu; set it to sizeof(struct %s), e.g. "
                     "declare it with SBX_OPTS(%s, name, ...)", name, sz, name, name);
@@ -54,11 +59,11 @@ int sbx_opts_out(void *dst, const void *src, size_t src_size, const char *name,
     int rc = check_sz(sz, name, diag);
     if (rc)
         return rc;
+    /* sz itself stays the caller's. A newer caller's fields past src_size
+     * are left as it set them (zero, with SBX_OPTS): this library has
+     * nothing to say there. */
     size_t n = sz < src_size ? sz : src_size;
-    /* sz itself stays the caller's */
     memcpy((unsigned char *)dst + sizeof sz, (const unsigned char *)src + sizeof sz,
            n - sizeof sz);
-    if (sz > src_size)
-        memset((unsigned char *)dst + src_size, 0, sz - src_size);
     return 0;
 }
