@@ -30,12 +30,22 @@ GUEST_CFLAGS := $(WARN) -O2 -ffreestanding -fno-pic -fno-pie -mno-red-zone \
                 -Iinclude -Iguest/lib -I$(GEN)
 GUEST_LDFLAGS := -nostdlib -static -no-pie -T guest/guest.ld -Wl,-z,max-page-size=4096 \
                  -Wl,--build-id=none -Wl,-z,noexecstack
-GUEST_LIB   := $(BUILD)/guest-lib/guest.o $(BUILD)/guest-lib/entry.o $(BUILD)/guest-lib/note.o
+GUEST_LIB_CORE := $(BUILD)/guest-lib/guest.o $(BUILD)/guest-lib/entry.o $(BUILD)/guest-lib/note.o
+GUEST_LIB   := $(GUEST_LIB_CORE) $(BUILD)/guest-lib/start.o $(BUILD)/guest-lib/mem.o
+# Guests on Debian's musl C library: its headers, libc.a and libgcc, and the
+# guest library's start-up and system-call layer instead of start.o and mem.o.
+MUSL_DIR    := /usr/lib/x86_64-linux-musl
+MUSL_CFLAGS := -nostdinc -isystem /usr/include/x86_64-linux-musl \
+               -isystem $(shell $(CC) -print-file-name=include)
+GUEST_LIBC_CFLAGS := $(WARN) -O2 -fno-pic -fno-pie $(MUSL_CFLAGS) -Iinclude -Iguest/lib -I$(GEN)
+GUEST_LIBC  := $(GUEST_LIB_CORE) $(BUILD)/guest-lib/libc.o $(BUILD)/guest-lib/syscall.o
+GUEST_LIBC_LIBS := $(MUSL_DIR)/libc.a $(shell $(CC) -print-libgcc-file-name)
 GUESTS      := $(BUILD)/guests/demo.elf $(BUILD)/guests/hostile.elf $(BUILD)/guests/plain.elf \
-               $(BUILD)/guests/bench.elf
+               $(BUILD)/guests/bench.elf $(BUILD)/guests/libctest.elf
 
 TESTS_NATIVE := $(BUILD)/tests/test_loader $(BUILD)/tests/test_snapshot
-TESTS_KVM    := $(BUILD)/tests/test_kvm $(BUILD)/tests/test_template $(BUILD)/tests/test_crash
+TESTS_KVM    := $(BUILD)/tests/test_kvm $(BUILD)/tests/test_template $(BUILD)/tests/test_crash \
+                $(BUILD)/tests/test_libc
 CRASH_SHIM   := $(BUILD)/tests/crashshim.so
 DEPS_STAMP   := $(BUILD)/.deps-build
 
@@ -89,10 +99,26 @@ $(BUILD)/snapbox: $(CLI_OBJS) $(BUILD)/libsnapbox.a
 	@echo "  CC     $@"
 	$(Q)$(CC) -o $@ $(CLI_OBJS) $(BUILD)/libsnapbox.a $(LIBS) $(CLI_LIBS)
 
+# General registers only: guest.c and libc.c run inside the guest's system
+# calls, which must leave vector registers as they found them.
 $(BUILD)/guest-lib/%.o: guest/lib/%.c $(HEADERS) guest/lib/sbx_guest.h | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	@echo "  CC     $@"
-	$(Q)$(CC) $(GUEST_CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(GUEST_CFLAGS) -mgeneral-regs-only -c $< -o $@
+
+$(BUILD)/guest-lib/libc.o: guest/lib/libc.c $(HEADERS) guest/lib/sbx_guest.h | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	@echo "  CC     $@"
+	$(Q)$(CC) $(GUEST_LIBC_CFLAGS) -mno-red-zone -mgeneral-regs-only -c $< -o $@
+
+$(BUILD)/guests/libc/%.o: guest/libc/%.c $(HEADERS) guest/lib/sbx_guest.h | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	@echo "  CC     $@"
+	$(Q)$(CC) $(GUEST_LIBC_CFLAGS) -c $< -o $@
+
+$(BUILD)/guests/libctest.elf: $(BUILD)/guests/libc/libctest.o $(GUEST_LIBC) guest/guest.ld
+	@echo "  CC     $@"
+	$(Q)$(CC) $(GUEST_LDFLAGS) -o $@ $(GUEST_LIBC) $< $(GUEST_LIBC_LIBS)
 
 $(BUILD)/guest-lib/%.o: guest/lib/%.S $(HEADERS) | $(DEPS_STAMP)
 	@mkdir -p $(@D)

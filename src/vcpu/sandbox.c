@@ -320,7 +320,15 @@ int sbx_sandbox_start_state(struct sbx_sandbox *s, const struct sbx_vcpu_state *
         return rc;
     if (!s->reset_state && !(s->reset_state = malloc(sizeof *s->reset_state)))
         return sbx_fail(diag, SBX_E_NOMEM, "out of memory for the vCPU state");
-    return sbx_vcpu_save(&s->vm, s->reset_state, diag);
+    rc = sbx_vcpu_save(&s->vm, s->reset_state, diag);
+    sbx_sandbox_mark_restored(s);
+    return rc;
+}
+
+/* The guest library runs its restore hooks before the next call. */
+void sbx_sandbox_mark_restored(struct sbx_sandbox *s)
+{
+    sbx_xchg(&s->vm)->restored = 1;
 }
 size_t sbx_sandbox_function_count(const struct sbx_sandbox *s) { return s->nfuncs; }
 

@@ -88,6 +88,8 @@ int sbx_check_mem_size(uint64_t mem_size, struct sbx_diag *diag);
  * keep what it then holds as the state reset returns to. */
 int sbx_sandbox_start_state(struct sbx_sandbox *s, const struct sbx_vcpu_state *st,
                             struct sbx_diag *diag);
+/* sandbox.c: tell the guest it was restored or reset (xchg.restored). */
+void sbx_sandbox_mark_restored(struct sbx_sandbox *s);
 /* sandbox.c: allocate a sandbox with a resolved configuration, no VM yet. */
 int sbx_sandbox_alloc(const struct sbx_config *cfg, uint64_t mem_size, struct sbx_sandbox **out,
                       struct sbx_diag *diag);
