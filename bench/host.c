@@ -46,7 +46,7 @@ static void build_image(const char *guest_dir, uint8_t *mem, uint64_t size)
 
 static struct sbx_snapshot *encode(const uint8_t *mem, uint64_t size)
 {
-    static struct sbx_vcpu_state st;
+    static struct sbx_vcpu_state st = { .xsave_size = 4096 };
     static const struct sbx_cpu_facts cpu = { .vendor = "bench-cpu   " };
     static const struct sbx_func fn = { .name = "nop", .ret = SBX_T_I32 };
     struct sbx_snap_input in = { .mem = mem, .mem_size = size, .state = &st, .cpu = &cpu,
@@ -110,7 +110,7 @@ static void phases_file(struct bench *b, int k, const char *path, const struct s
     double t;
     struct sbx_diag d = { 0 };
     TIME_MEDIAN(t, sbx_snap_check_prefix(snap->image, snap->size, path, &d);
-                sbx_snap_check_header(snap->hdr, snap->size, SBX_VERSION_EXACT, path, &d));
+                sbx_snap_check_header(snap->hdr, snap->size, path, &d));
     bench_set(b, "phase: header check", "us", k, t);
     TIME_MEDIAN(t, sbx_snap_check_index(snap, &d); sbx_snap_check_chunks(snap, &d));
     bench_set(b, "phase: checksums (index + every chunk)", "us", k, t);
@@ -150,7 +150,7 @@ static void phases_template(struct bench *b, int k, const char *path, const uint
     TIME_MEDIAN(t, for (uint32_t r = 0; r < tpl->nruns; r++)
                        memcpy(dst + tpl->runs[r].gpa, tpl->mem + tpl->runs[r].gpa, tpl->runs[r].len));
     bench_set(b, "phase: memory fill from template (copy mode)", "us", k, t);
-    uint64_t nz = tpl->hdr->nonzero_pages * SBX_PAGE_SIZE;
+    uint64_t nz = tpl->hdr->h.nonzero_pages * SBX_PAGE_SIZE;
     uint8_t *packed = malloc(nz);
     uint64_t off = 0;
     for (uint32_t r = 0; r < tpl->nruns; r++) {

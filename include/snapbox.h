@@ -97,8 +97,9 @@ enum sbx_version_policy {
 /* This host's version (from the VERSION file) and ABI. */
 SBX_API void sbx_host_version(struct sbx_version *out);
 
-/* 0 if the guest's version is acceptable to host under policy, else
- * SBX_E_VERSION with both versions in diag. */
+/* 0 if the guest ELF's version is acceptable to host under policy, else
+ * SBX_E_VERSION with both versions and "rebuild the guest" in diag
+ * (SBX_E_INVAL for an unknown policy). Snapshots: sbx_snapshot_check_compat. */
 SBX_API int sbx_version_check(const struct sbx_version *host, const struct sbx_version *guest,
                       enum sbx_version_policy policy, const char *what, struct sbx_diag *diag);
 
@@ -292,14 +293,22 @@ struct sbx_snapshot_opts {
 #define SBX_SNAP_DEFAULT_MAX_CHUNKS (SBX_MEM_MAX / SBX_PAGE_SIZE)
 
 struct sbx_snapshot_open_opts {
-    enum sbx_version_policy policy; /* for the host version that wrote the file */
+    /* For the guest the snapshot recorded, applied by every restore of it
+     * (sbx_sandbox_restore, sbx_template_from_snapshot, sbx_template_open);
+     * opening, info and verify describe a file of any version. */
+    enum sbx_version_policy policy;
     uint64_t max_file_size;         /* bytes; 0: SBX_SNAP_DEFAULT_MAX_FILE */
     uint32_t max_chunks;            /* 0: SBX_SNAP_DEFAULT_MAX_CHUNKS */
+    bool require_note;              /* restore refuses a guest without a version note */
+    /* Guest memory the header may announce; 0: SBX_MEM_MAX or half of this
+     * machine's physical memory, whichever is smaller. */
+    uint64_t max_mem_size;
+    uint64_t max_nonzero_pages;     /* stored pages; 0: max_mem_size / page size */
 };
 
 struct sbx_snapshot_info {
     uint32_t format;
-    struct sbx_version host;  /* snapbox that wrote it */
+    struct sbx_version host;  /* snapbox that wrote it: information only */
     struct sbx_version guest; /* valid if guest_has_note */
     bool guest_has_note;
     uint64_t guest_elf_hash;
@@ -308,6 +317,9 @@ struct sbx_snapshot_info {
     uint64_t mem_size, file_size, nonzero_pages, stored_bytes;
     uint32_t nchunks;
     size_t nfuncs;
+    uint32_t layout_abi;      /* memory layout ABI of the guest image */
+    uint32_t nmsrs, ncpuid;   /* recorded MSRs and CPUID entries */
+    uint32_t xsave_size;      /* bytes of the recorded XSAVE area */
 };
 
 /* Freeze an idle sandbox into an in-memory snapshot. The sandbox stays usable. */
@@ -323,9 +335,11 @@ SBX_API int sbx_snapshot_take(struct sbx_sandbox *s, const struct sbx_snapshot_o
 SBX_API int sbx_snapshot_write(const struct sbx_snapshot *snap, const char *path,
                                struct sbx_diag *diag);
 
-/* Read and check only the header (magic, format version, header checksum, host
- * version under opts' policy, sizes). Enough for sbx_snapshot_info and the
- * function table; not for restore. opts may be NULL. */
+/* Read and check only the header and its sections (magic, format version,
+ * checksums, sizes, opts' limits, vCPU records, function table). The writer's
+ * and the guest's versions are not judged here (see
+ * sbx_snapshot_check_compat). Enough for sbx_snapshot_info and the function
+ * table; not for restore. opts may be NULL. */
 SBX_API int sbx_snapshot_open_header(const char *path, const struct sbx_snapshot_open_opts *opts,
                                      struct sbx_snapshot **out, struct sbx_diag *diag);
 
@@ -337,8 +351,9 @@ SBX_API int sbx_snapshot_open(const char *path, const struct sbx_snapshot_open_o
 /* Whether this host may restore snap under policy, decided from the header
  * alone: the format, the memory layout ABI and the guest's recorded version
  * (require_note: a guest without a version note is refused). 0, or
- * SBX_E_VERSION / SBX_E_NO_NOTE / SBX_E_SNAP_FORMAT with both versions and the
- * fix ("recreate the snapshot" or "rebuild the guest") in diag. */
+ * SBX_E_VERSION / SBX_E_NO_NOTE / SBX_E_SNAP_FORMAT with the file, both
+ * versions, the policy and the fix ("recreate the snapshot") in diag;
+ * SBX_E_INVAL for an unknown policy. The writer's version is not judged. */
 SBX_API int sbx_snapshot_check_compat(const struct sbx_snapshot *snap,
                                       enum sbx_version_policy policy, bool require_note,
                                       struct sbx_diag *diag);
@@ -352,9 +367,12 @@ SBX_API int sbx_snapshot_function(const struct sbx_snapshot *snap, size_t i,
                                   struct sbx_func_info *out);
 SBX_API void sbx_snapshot_free(struct sbx_snapshot *snap);
 
-/* Create a sandbox in the state the snapshot froze. cfg supplies the deadline,
- * log callback and host functions; the memory size is the snapshot's, and
- * cfg->mem_size, when set, is a limit: a larger snapshot gets SBX_E_LIMIT. */
+/* Create a sandbox in the state the snapshot froze, after
+ * sbx_snapshot_check_compat under the policy and require_note it was opened
+ * with (a snapshot taken in this process: the ABI policy; its guest passed the
+ * load policy already). cfg supplies the deadline, log callback and host
+ * functions; the memory size is the snapshot's, and cfg->mem_size, when set,
+ * is a limit: a larger snapshot gets SBX_E_LIMIT. */
 SBX_API int sbx_sandbox_restore(const struct sbx_snapshot *snap, const struct sbx_config *cfg,
                                 struct sbx_sandbox **out, struct sbx_diag *diag);
 

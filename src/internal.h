@@ -42,6 +42,14 @@ void sbx_logf(sbx_log_fn log, void *ctx, enum sbx_log_level level, const char *f
 bool sbx_valid_func_name(const char *name, size_t len);
 bool sbx_valid_signature(unsigned ret, unsigned nargs, const uint8_t *args);
 
+/* version.c: the one version policy. subject picks the fix a mismatch names:
+ * "rebuild the guest" for an ELF file, "recreate the snapshot" for the guest
+ * a snapshot recorded. sbx_version_check is the ELF case. */
+enum sbx_version_subject { SBX_VERSION_OF_ELF, SBX_VERSION_OF_SNAPSHOT };
+int sbx_version_verdict(const struct sbx_version *host, const struct sbx_version *guest,
+                        enum sbx_version_policy policy, enum sbx_version_subject subject,
+                        const char *what, struct sbx_diag *diag);
+
 /* io.c: 0, or -1 with errno set. */
 int sbx_pread_all(int fd, void *buf, size_t len, off_t off);
 int sbx_write_all(int fd, const void *buf, size_t len);

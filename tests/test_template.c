@@ -89,9 +89,9 @@ static void assert_at_template(struct sbx_sandbox *s, const struct sbx_template 
     struct kvm_sregs sregs;
     assert_int_equal(ioctl(s->vm.vcpu_fd, KVM_GET_REGS, &regs), 0);
     assert_int_equal(ioctl(s->vm.vcpu_fd, KVM_GET_SREGS, &sregs), 0);
-    assert_memory_equal(&regs, &t->hdr->regs, sizeof regs);
-    assert_int_equal(sregs.cr3, t->hdr->sregs.cr3);
-    assert_int_equal(sregs.efer, t->hdr->sregs.efer);
+    assert_memory_equal(&regs, &t->vcpu.regs, sizeof regs);
+    assert_int_equal(sregs.cr3, t->vcpu.sregs.cr3);
+    assert_int_equal(sregs.efer, t->vcpu.sregs.efer);
     assert_false(sbx_sandbox_poisoned(s));
 }
 

@@ -46,7 +46,7 @@ struct cli_opt {
 /* Keys of the long-only options: above every letter, below nothing getopt uses. */
 enum cli_key {
     KEY_JSON = 256, KEY_POLICY, KEY_RELAXED, KEY_REQUIRE_NOTE, KEY_MEM, KEY_DEADLINE,
-    KEY_HC, KEY_TIME, KEY_REQUESTS,
+    KEY_HC, KEY_TIME, KEY_REQUESTS, KEY_NO_SECCOMP,
 };
 
 /* The options of every command that loads a guest or a snapshot (opts.c). */
@@ -76,7 +76,7 @@ struct cli_cmd {
 /* Everything a command line can say; the parser fills it, the command reads it. */
 struct cli {
     const struct cli_cmd *cmd;
-    bool json, help, require_note, hc, timing;
+    bool json, help, require_note, hc, timing, no_seccomp;
     enum sbx_version_policy policy;
     uint64_t mem_size;
     uint32_t deadline_ms;

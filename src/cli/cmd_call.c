@@ -158,8 +158,13 @@ static int serve_requests(const struct cli *c)
     if (sbx_sandbox_from_template(t, &cfg, pool, &s, &diag))
         goto fail;
     tm.restore_ms = cli_now_ms() - t1;
-    if (cli_args_parse(s, c->pos[1], c->pos + 2, c->npos - 2, &a, &diag) ||
-        request_loop(c, s, &a, results, &tm, &diag))
+    if (cli_args_parse(s, c->pos[1], c->pos + 2, c->npos - 2, &a, &diag))
+        goto fail;
+    /* Everything is open and ready: from here on this process only serves,
+     * so a guest that escaped into it could do little else. */
+    if (!c->no_seccomp && sbx_seccomp_confine(0, &diag))
+        goto fail;
+    if (request_loop(c, s, &a, results, &tm, &diag))
         goto fail;
     rc = report_requests(c, &a, results, &tm);
     goto out;
@@ -205,6 +210,13 @@ static int set_time(struct cli *c, const char *val)
     return 0;
 }
 
+static int set_no_seccomp(struct cli *c, const char *val)
+{
+    (void)val;
+    c->no_seccomp = true;
+    return 0;
+}
+
 static int set_requests(struct cli *c, const char *val)
 {
     char *end;
@@ -232,6 +244,8 @@ const struct cli_cmd cli_cmd_call = {
         { "requests", KEY_REQUESTS, "N", "serve N requests on a sandbox from a template, "
           "reset after each", set_requests },
         { "deadline", KEY_DEADLINE, "MS", "deadline per call (default 1000)", cli_set_deadline },
+        { "no-seccomp", KEY_NO_SECCOMP, NULL, "with --requests: do not confine the serving "
+          "process with the seccomp filter (docs/security.md)", set_no_seccomp },
         CLI_OPTS_COMMON,
     },
     .run = call,

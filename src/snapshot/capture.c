@@ -45,39 +45,72 @@ static void fill_version(struct sbx_snap_version *out, const struct sbx_version 
     out->string[sizeof out->string - 1] = '\0';
 }
 
-static void fill_header(struct sbx_snap_header *h, const struct sbx_snap_input *in)
+static const struct kvm_cpuid_entry2 *find_cpuid(const struct sbx_vcpu_state *st, uint32_t fn)
+{
+    for (uint32_t i = 0; i < st->ncpuid; i++)
+        if (st->cpuid[i].function == fn && st->cpuid[i].index == 0)
+            return &st->cpuid[i];
+    return NULL;
+}
+
+/* The vendor and feature words the CPU check compares: from the CPUID the
+ * guest saw when the state has it, else what KVM offered (the guest's CPUID
+ * is set from that offer). */
+static void fill_cpu(struct sbx_snap_header *h, const struct sbx_snap_input *in)
 {
     const struct sbx_vcpu_state *st = in->state;
-    struct sbx_version host;
-    sbx_host_version(&host);
+    const struct kvm_cpuid_entry2 *l0 = find_cpuid(st, 0), *l1 = find_cpuid(st, 1);
+    const struct kvm_cpuid_entry2 *l7 = find_cpuid(st, 7);
+    memcpy(h->cpu_vendor, in->cpu->vendor, sizeof h->cpu_vendor);
+    memcpy(h->cpuid_features, in->cpu->features, sizeof h->cpuid_features);
+    if (l0) {
+        memcpy(h->cpu_vendor, &l0->ebx, 4);
+        memcpy(h->cpu_vendor + 4, &l0->edx, 4);
+        memcpy(h->cpu_vendor + 8, &l0->ecx, 4);
+    }
+    if (l1)
+        h->cpuid_features[0] = l1->ecx, h->cpuid_features[1] = l1->edx;
+    if (l7)
+        h->cpuid_features[2] = l7->ebx, h->cpuid_features[3] = l7->ecx;
+}
+
+static void fill_header(struct sbx_snap_header *h, const struct sbx_snap_input *in)
+{
+    struct sbx_version writer;
+    sbx_host_version(&writer);
     memcpy(h->prefix.magic, SBX_SNAP_MAGIC, SBX_SNAP_MAGIC_SIZE);
     h->prefix.format = SBX_SNAP_FORMAT;
     h->prefix.header_size = sizeof *h;
-    fill_version(&h->host, &host);
+    fill_version(&h->writer, &writer);
     if (in->guest_has_note)
         fill_version(&h->guest, &in->guest_version);
     h->guest_has_note = in->guest_has_note;
     h->compression = in->hc ? SBX_SNAP_LZ4HC : SBX_SNAP_LZ4;
     h->guest_elf_xxh3 = in->guest_hash;
-    memcpy(h->cpu_vendor, in->cpu->vendor, sizeof h->cpu_vendor);
-    memcpy(h->cpuid_features, in->cpu->features, sizeof h->cpuid_features);
-    h->xsave_size = SBX_SNAP_XSAVE_SIZE;
-    h->xcr0 = st->xcrs.nr_xcrs ? st->xcrs.xcrs[0].value : 1;
+    fill_cpu(h, in);
     h->mem_size = in->mem_size;
     h->page_size = SBX_PAGE_SIZE;
     h->layout_abi = SBX_ABI_VERSION;
-    h->regs = st->regs;
-    h->sregs = st->sregs;
-    h->xcrs = st->xcrs;
-    memcpy(h->xsave, st->xsave, sizeof h->xsave);
-    h->nfuncs = (uint32_t)in->nfuncs;
-    for (size_t i = 0; i < in->nfuncs; i++) {
-        struct sbx_snap_func *f = &h->funcs[i];
-        memcpy(f->name, in->funcs[i].name, sizeof in->funcs[i].name);
-        f->ret = in->funcs[i].ret;
-        f->nargs = in->funcs[i].nargs;
-        memcpy(f->args, in->funcs[i].args, sizeof f->args);
-    }
+}
+
+static uint64_t sections_size(const struct sbx_snap_input *in)
+{
+    return sbx_vcpu_record_size(in->state) +
+           sbx_snap_section_size(sbx_snap_funcs_size(in->funcs, in->nfuncs));
+}
+
+/* The sections region at buf (sections_size(in) bytes, allocated by the
+ * caller), checksums set. */
+static void fill_sections(struct sbx_snap_header *h, uint8_t *buf, const struct sbx_snap_input *in)
+{
+    struct sbx_snap_writer w = { .buf = buf };
+    sbx_vcpu_record_put(&w, in->state);
+    sbx_snap_put_funcs(&w, in->funcs, in->nfuncs);
+    sbx_snap_seal_sections(buf, w.len);
+    h->sections_offset = sizeof *h;
+    h->sections_size = w.len;
+    h->nsections = w.count;
+    h->sections_xxh3 = XXH3_64bits(buf, w.len);
 }
 
 /* Compress each chunk into data[]; returns the bytes used. */
@@ -105,28 +138,21 @@ static size_t compress_chunks(const struct sbx_snap_input *in, struct sbx_snap_c
     return used;
 }
 
-int sbx_snap_encode(const struct sbx_snap_input *in, struct sbx_snapshot *snap, struct sbx_diag *diag)
+static int check_input(const struct sbx_snap_input *in, struct sbx_diag *diag)
 {
-    uint64_t max_chunks = in->mem_size / SBX_PAGE_SIZE, pages;
-    struct sbx_snap_chunk *chunks = calloc(max_chunks, sizeof *chunks);
-    if (!chunks)
-        return sbx_fail(diag, SBX_E_NOMEM, "out of memory for the chunk index");
-    size_t n = find_chunks(in, chunks, &pages);
+    int rc = sbx_vcpu_record_check(in->state, diag);
+    if (rc)
+        return rc;
+    if (in->nfuncs > SBX_MAX_FUNCS)
+        return sbx_fail(diag, SBX_E_INVAL, "%zu functions, at most %u", in->nfuncs, SBX_MAX_FUNCS);
+    return sbx_check_mem_size(in->mem_size, diag);
+}
+
+/* Header, index and checksums once the chunks are compressed. */
+static void finish(struct sbx_snapshot *snap, struct sbx_snap_header *h,
+                   const struct sbx_snap_chunk *chunks, size_t n, uint64_t pages)
+{
     uint64_t index_size = n * sizeof *chunks;
-    size_t cap = 0;
-    for (size_t i = 0; i < n; i++)
-        cap += (size_t)LZ4_compressBound((int)chunks[i].raw_size);
-    snap->image = malloc(sizeof(struct sbx_snap_header) + index_size + cap);
-    if (!snap->image) {
-        free(chunks);
-        return sbx_fail(diag, SBX_E_NOMEM, "out of memory for a snapshot image");
-    }
-    struct sbx_snap_header *h = (struct sbx_snap_header *)snap->image;
-    memset(h, 0, sizeof *h);
-    fill_header(h, in);
-    h->index_offset = sizeof *h;
-    h->data_offset = h->index_offset + index_size;
-    h->data_size = compress_chunks(in, chunks, n, snap->image + h->data_offset, cap, h->data_offset);
     h->nchunks = (uint32_t)n;
     h->nonzero_pages = pages;
     memcpy(snap->image + h->index_offset, chunks, index_size);
@@ -137,8 +163,50 @@ int sbx_snap_encode(const struct sbx_snap_input *in, struct sbx_snapshot *snap, 
     snap->hdr = h;
     snap->index = (const struct sbx_snap_chunk *)(snap->image + h->index_offset);
     snap->complete = true;
-    free(chunks);
+}
+
+static int alloc_image(struct sbx_snapshot *snap, const struct sbx_snap_input *in,
+                       const struct sbx_snap_chunk *chunks, size_t n, size_t *cap,
+                       struct sbx_diag *diag)
+{
+    *cap = 0;
+    for (size_t i = 0; i < n; i++)
+        *cap += (size_t)LZ4_compressBound((int)chunks[i].raw_size);
+    size_t head = sizeof(struct sbx_snap_header) + sections_size(in);
+    snap->image = calloc(1, head + n * sizeof *chunks + *cap);
+    snap->meta = malloc(sizeof *snap->meta);
+    if (!snap->image || !snap->meta)
+        return sbx_fail(diag, SBX_E_NOMEM, "out of memory for a snapshot image");
     return 0;
+}
+
+/* The encoded image is decoded again into snap->meta by the reader's own
+ * code, so a taken snapshot and an opened one hold the same thing. */
+int sbx_snap_encode(const struct sbx_snap_input *in, struct sbx_snapshot *snap, struct sbx_diag *diag)
+{
+    int rc = check_input(in, diag);
+    if (rc)
+        return rc;
+    uint64_t max_chunks = in->mem_size / SBX_PAGE_SIZE, pages;
+    struct sbx_snap_chunk *chunks = calloc(max_chunks, sizeof *chunks);
+    if (!chunks)
+        return sbx_fail(diag, SBX_E_NOMEM, "out of memory for the chunk index");
+    size_t n = find_chunks(in, chunks, &pages), cap;
+    if ((rc = alloc_image(snap, in, chunks, n, &cap, diag)))
+        goto out;
+    struct sbx_snap_header *h = (struct sbx_snap_header *)snap->image;
+    fill_header(h, in);
+    fill_sections(h, snap->image + sizeof *h, in);
+    h->index_offset = h->sections_offset + h->sections_size;
+    h->data_offset = h->index_offset + n * sizeof *chunks;
+    h->data_size = compress_chunks(in, chunks, n, snap->image + h->data_offset, cap, h->data_offset);
+    finish(snap, h, chunks, n, pages);
+    memset(snap->meta, 0, sizeof *snap->meta);
+    snap->meta->h = *h;
+    rc = sbx_snap_read_sections(snap->image + h->sections_offset, h, snap->meta, snap->path, diag);
+out:
+    free(chunks);
+    return rc;
 }
 
 /* The last call's arguments and results are the caller's data, not the
@@ -161,6 +229,8 @@ int sbx_snapshot_take(struct sbx_sandbox *s, const struct sbx_snapshot_opts *opt
         return sbx_fail(diag, SBX_E_INVAL, "sbx_snapshot_take: sandbox and out are required");
     if (s->poisoned)
         return sbx_fail(diag, SBX_E_POISONED, "cannot snapshot a poisoned sandbox");
+    if (atomic_load(&s->in_call))
+        return sbx_fail(diag, SBX_E_BUSY, "cannot snapshot a sandbox during its call");
     struct sbx_vcpu_state *st = malloc(sizeof *st);
     struct sbx_snapshot *snap = calloc(1, sizeof *snap);
     int rc = SBX_E_NOMEM;
@@ -181,6 +251,8 @@ int sbx_snapshot_take(struct sbx_sandbox *s, const struct sbx_snapshot_opts *opt
     rc = sbx_snap_encode(&in, snap, diag);
     if (rc)
         goto err;
+    /* The guest passed the caller's load policy on this host already. */
+    snap->policy = SBX_VERSION_ABI;
     free(st);
     *out = snap;
     return 0;

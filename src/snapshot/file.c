@@ -102,6 +102,15 @@ out_free:
     return rc;
 }
 
+/* Half of physical memory: a hostile header cannot make a restore ask for
+ * more guest memory than the machine can give. */
+static uint64_t default_max_mem(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    uint64_t half = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page / 2 : SBX_MEM_MAX;
+    return half < SBX_MEM_MAX ? half : SBX_MEM_MAX;
+}
+
 static struct sbx_snapshot_open_opts resolve_opts(const struct sbx_snapshot_open_opts *in)
 {
     struct sbx_snapshot_open_opts o = in ? *in : (struct sbx_snapshot_open_opts){ 0 };
@@ -109,21 +118,52 @@ static struct sbx_snapshot_open_opts resolve_opts(const struct sbx_snapshot_open
         o.max_file_size = SBX_SNAP_DEFAULT_MAX_FILE;
     if (!o.max_chunks)
         o.max_chunks = SBX_SNAP_DEFAULT_MAX_CHUNKS;
+    if (!o.max_mem_size)
+        o.max_mem_size = default_max_mem();
+    if (!o.max_nonzero_pages)
+        o.max_nonzero_pages = o.max_mem_size / SBX_PAGE_SIZE;
     return o;
 }
 
-/* The header's checks and the caller's limits, before anything else is read. */
+static int check_limits(const struct sbx_snapshot *snap, const struct sbx_snapshot_open_opts *o,
+                        struct sbx_diag *diag)
+{
+    const struct sbx_snap_header *h = snap->hdr;
+    if (h->nchunks > o->max_chunks)
+        return sbx_fail(diag, SBX_E_LIMIT, "%s: %u chunks, over the limit of %u (max_chunks)",
+                        snap->path, h->nchunks, o->max_chunks);
+    if (h->mem_size > o->max_mem_size)
+        return sbx_fail(diag, SBX_E_LIMIT, "%s: %llu bytes of guest memory, over the limit of "
+                        "%llu (max_mem_size)", snap->path, (unsigned long long)h->mem_size,
+                        (unsigned long long)o->max_mem_size);
+    if (h->nonzero_pages > o->max_nonzero_pages)
+        return sbx_fail(diag, SBX_E_LIMIT, "%s: %llu stored pages, over the limit of %llu "
+                        "(max_nonzero_pages)", snap->path, (unsigned long long)h->nonzero_pages,
+                        (unsigned long long)o->max_nonzero_pages);
+    return 0;
+}
+
+/* The fixed header's checks and the caller's limits, before anything else is read. */
 static int check_head(struct sbx_snapshot *snap, uint64_t file_size,
                       const struct sbx_snapshot_open_opts *o, struct sbx_diag *diag)
 {
     snap->hdr = (const struct sbx_snap_header *)snap->image;
+    snap->policy = o->policy;
+    snap->require_note = o->require_note;
     int rc = sbx_snap_check_prefix(snap->image, snap->size, snap->path, diag);
-    if (rc || (rc = sbx_snap_check_header(snap->hdr, file_size, o->policy, snap->path, diag)))
+    if (rc || (rc = sbx_snap_check_header(snap->hdr, file_size, snap->path, diag)))
         return rc;
-    if (snap->hdr->nchunks > o->max_chunks)
-        return sbx_fail(diag, SBX_E_LIMIT, "%s: %u chunks, over the limit of %u (max_chunks)",
-                        snap->path, snap->hdr->nchunks, o->max_chunks);
-    return 0;
+    return check_limits(snap, o, diag);
+}
+
+/* With the sections in snap->image: check and decode them into snap->meta. */
+static int check_sections(struct sbx_snapshot *snap, struct sbx_diag *diag)
+{
+    const struct sbx_snap_header *h = snap->hdr;
+    if (!(snap->meta = calloc(1, sizeof *snap->meta)))
+        return sbx_fail(diag, SBX_E_NOMEM, "%s: out of memory", snap->path);
+    snap->meta->h = *h;
+    return sbx_snap_read_sections(snap->image + h->sections_offset, h, snap->meta, snap->path, diag);
 }
 
 /* With the whole file in snap->image: the index, then every chunk's checksum. */
@@ -148,7 +188,38 @@ static int new_snapshot(const char *path, struct sbx_snapshot **out, struct sbx_
     return 0;
 }
 
-/* Read the header and check it before anything else of the file is read. */
+/* Read [snap->size, want) of the file into the image. */
+static int read_more(struct sbx_snapshot *snap, int fd, size_t want, struct sbx_diag *diag)
+{
+    if (sbx_pread_all(fd, snap->image + snap->size, want - snap->size, (off_t)snap->size) < 0)
+        return sbx_fail(diag, SBX_E_IO, "%s: read failed: %s", snap->path, strerror(errno));
+    snap->size = want;
+    return 0;
+}
+
+/* The fixed header first; its checks decide whether the sections, and then
+ * (whole) the rest, are read at all. */
+static int read_checked(struct sbx_snapshot *snap, int fd, uint64_t size, bool whole,
+                        const struct sbx_snapshot_open_opts *o, struct sbx_diag *diag)
+{
+    size_t head = size < sizeof(struct sbx_snap_header) ? (size_t)size : sizeof(struct sbx_snap_header);
+    /* Memory for the rest only once the header vouches for the file's size. */
+    if (!(snap->image = malloc(sizeof(struct sbx_snap_header))))
+        return sbx_fail(diag, SBX_E_NOMEM, "%s: out of memory", snap->path);
+    int rc = read_more(snap, fd, head, diag);
+    if (rc || (rc = check_head(snap, size, o, diag)))
+        return rc;
+    size_t want = whole ? (size_t)size : (size_t)snap->hdr->index_offset;
+    uint8_t *grown = want > head ? realloc(snap->image, want) : snap->image;
+    if (!grown)
+        return sbx_fail(diag, SBX_E_NOMEM, "%s: out of memory for %zu bytes", snap->path, want);
+    snap->image = grown;
+    snap->hdr = (const struct sbx_snap_header *)grown;
+    if ((rc = read_more(snap, fd, want, diag)) || (rc = check_sections(snap, diag)) || !whole)
+        return rc;
+    return check_rest(snap, diag);
+}
+
 static int open_common(const char *path, const struct sbx_snapshot_open_opts *opts, bool whole,
                        struct sbx_snapshot **out, struct sbx_diag *diag)
 {
@@ -165,27 +236,7 @@ static int open_common(const char *path, const struct sbx_snapshot_open_opts *op
         fd = -1;
         goto err;
     }
-    size_t head = size < sizeof(struct sbx_snap_header) ? (size_t)size : sizeof(struct sbx_snap_header);
-    size_t want = whole ? (size_t)size : head;
-    if (!(snap->image = malloc(want ? want : 1))) {
-        rc = sbx_fail(diag, SBX_E_NOMEM, "%s: out of memory for %zu bytes", path, want);
-        goto err;
-    }
-    if (sbx_pread_all(fd, snap->image, head, 0) < 0) {
-        rc = sbx_fail(diag, SBX_E_IO, "%s: read failed: %s", path, strerror(errno));
-        goto err;
-    }
-    snap->size = head;
-    rc = check_head(snap, size, &o, diag);
-    if (rc || !whole)
-        goto done;
-    if (sbx_pread_all(fd, snap->image + head, want - head, (off_t)head) < 0) {
-        rc = sbx_fail(diag, SBX_E_IO, "%s: read failed: %s", path, strerror(errno));
-        goto err;
-    }
-    snap->size = want;
-    rc = check_rest(snap, diag);
-done:
+    rc = read_checked(snap, fd, size, whole, &o, diag);
     if (rc)
         goto err;
     close(fd);
@@ -217,7 +268,7 @@ int sbx_snapshot_from_memory(const void *buf, size_t len, const char *name,
     memcpy(snap->image, buf, len);
     snap->size = len;
     rc = check_head(snap, len, &o, diag);
-    if (rc || (rc = check_rest(snap, diag)))
+    if (rc || (rc = check_sections(snap, diag)) || (rc = check_rest(snap, diag)))
         goto err;
     *out = snap;
     return 0;
@@ -257,7 +308,7 @@ void sbx_snapshot_info(const struct sbx_snapshot *snap, struct sbx_snapshot_info
     const struct sbx_snap_header *h = snap->hdr;
     memset(out, 0, sizeof *out);
     out->format = h->prefix.format;
-    out->host = sbx_snap_version(&h->host);
+    out->host = sbx_snap_version(&h->writer);
     out->guest = sbx_snap_version(&h->guest);
     out->guest_has_note = h->guest_has_note != 0;
     out->guest_elf_hash = h->guest_elf_xxh3;
@@ -268,14 +319,18 @@ void sbx_snapshot_info(const struct sbx_snapshot *snap, struct sbx_snapshot_info
     out->nonzero_pages = h->nonzero_pages;
     out->stored_bytes = h->data_size;
     out->nchunks = h->nchunks;
-    out->nfuncs = h->nfuncs;
+    out->nfuncs = snap->meta->nfuncs;
+    out->layout_abi = h->layout_abi;
+    out->nmsrs = snap->meta->vcpu.nmsrs;
+    out->ncpuid = snap->meta->vcpu.ncpuid;
+    out->xsave_size = snap->meta->vcpu.xsave_size;
 }
 
 int sbx_snapshot_function(const struct sbx_snapshot *snap, size_t i, struct sbx_func_info *out)
 {
-    if (i >= snap->hdr->nfuncs)
+    if (i >= snap->meta->nfuncs)
         return SBX_E_INVAL;
-    const struct sbx_snap_func *f = &snap->hdr->funcs[i];
+    const struct sbx_func *f = &snap->meta->funcs[i];
     *out = (struct sbx_func_info){ .name = f->name, .ret = f->ret, .nargs = f->nargs };
     for (size_t a = 0; a < f->nargs; a++)
         out->args[a] = f->args[a];
@@ -286,20 +341,42 @@ void sbx_snapshot_free(struct sbx_snapshot *snap)
 {
     if (!snap)
         return;
+    free(snap->meta);
     free(snap->image);
     free(snap->path);
     free(snap);
 }
 
-/* Placeholder until format 2's version policy lands: the guest's recorded version. */
+static int check_layout(const struct sbx_snapshot *snap, struct sbx_diag *diag)
+{
+    const struct sbx_snap_header *h = snap->hdr;
+    if (h->prefix.format != SBX_SNAP_FORMAT)
+        return sbx_fail(diag, SBX_E_SNAP_FORMAT, "%s: snapshot format %u; this build reads "
+                        "format %u: recreate the snapshot (snapbox create)", snap->path,
+                        h->prefix.format, SBX_SNAP_FORMAT);
+    if (h->layout_abi != SBX_ABI_VERSION)
+        return sbx_fail(diag, SBX_E_SNAP_FORMAT, "%s: memory layout abi %u (written by snapbox "
+                        "%s); this build uses abi %u: recreate the snapshot (snapbox create) "
+                        "with a guest built for this snapbox", snap->path, h->layout_abi,
+                        h->writer.string, SBX_ABI_VERSION);
+    return 0;
+}
+
 int sbx_snapshot_check_compat(const struct sbx_snapshot *snap, enum sbx_version_policy policy,
                               bool require_note, struct sbx_diag *diag)
 {
+    if (!snap)
+        return sbx_fail(diag, SBX_E_INVAL, "sbx_snapshot_check_compat: snapshot is required");
+    int rc = check_layout(snap, diag);
+    if (rc)
+        return rc;
     const struct sbx_snap_header *h = snap->hdr;
     if (!h->guest_has_note)
-        return require_note ? sbx_fail(diag, SBX_E_NO_NOTE, "%s: the guest had no version note",
-                                       snap->path) : 0;
+        return require_note ? sbx_fail(diag, SBX_E_NO_NOTE, "%s: the snapshot's guest has no "
+                                       "snapbox version note, and one is required: recreate "
+                                       "the snapshot (snapbox create) with a guest built for "
+                                       "this snapbox", snap->path) : 0;
     struct sbx_version host, guest = sbx_snap_version(&h->guest);
     sbx_host_version(&host);
-    return sbx_version_check(&host, &guest, policy, snap->path, diag);
+    return sbx_version_verdict(&host, &guest, policy, SBX_VERSION_OF_SNAPSHOT, snap->path, diag);
 }

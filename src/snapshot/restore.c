@@ -6,13 +6,19 @@
 
 static const char *feature_word[] = { "CPUID.1:ECX", "CPUID.1:EDX", "CPUID.7:EBX", "CPUID.7:ECX" };
 
-int sbx_snap_check_cpu(const struct sbx_snap_header *h, const char *path, const struct sbx_vm *vm,
+/* The guest saw m's CPUID; every feature it may have used and every XSAVE
+ * component it enabled must exist here, or it would fault after the restore. */
+int sbx_snap_check_cpu(const struct sbx_snap_meta *m, const char *path, const struct sbx_vm *vm,
                        struct sbx_diag *diag)
 {
+    const struct sbx_snap_header *h = &m->h;
     struct sbx_cpu_facts cpu;
     int rc = sbx_vm_cpu_facts(vm, &cpu, diag);
     if (rc)
         return rc;
+    if (memcmp(h->cpu_vendor, cpu.vendor, sizeof cpu.vendor) != 0)
+        return sbx_fail(diag, SBX_E_CPU, "%s: the snapshot was taken on a %.12s CPU, this CPU is "
+                        "%.12s", path, h->cpu_vendor, cpu.vendor);
     for (int i = 0; i < 4; i++) {
         uint32_t missing = h->cpuid_features[i] & ~cpu.features[i];
         if (missing)
@@ -20,40 +26,25 @@ int sbx_snap_check_cpu(const struct sbx_snap_header *h, const char *path, const 
                             "with: %s bits 0x%08x (snapshot CPU %.12s, this CPU %.12s)",
                             path, feature_word[i], missing, h->cpu_vendor, cpu.vendor);
     }
-    if (h->xcr0 & ~cpu.xcr0_supported)
+    uint64_t xcr0 = sbx_vcpu_xcr0(&m->vcpu);
+    if (xcr0 & ~cpu.xcr0_supported)
         return sbx_fail(diag, SBX_E_CPU, "%s: snapshot XCR0 0x%llx has state components this CPU "
-                        "lacks (supports 0x%llx)", path, (unsigned long long)h->xcr0,
+                        "lacks (supports 0x%llx)", path, (unsigned long long)xcr0,
                         (unsigned long long)cpu.xcr0_supported);
     return 0;
 }
 
-void sbx_snap_vcpu_state(const struct sbx_snap_header *h, struct sbx_vcpu_state *st)
-{
-    *st = (struct sbx_vcpu_state){ .regs = h->regs, .sregs = h->sregs, .xcrs = h->xcrs };
-    memcpy(st->xsave, h->xsave, sizeof h->xsave);
-    st->xsave_size = sizeof h->xsave;
-}
-
-int sbx_snap_apply_header(struct sbx_sandbox *s, const struct sbx_snap_header *h,
+int sbx_snap_apply_header(struct sbx_sandbox *s, const struct sbx_snap_meta *m,
                           struct sbx_diag *diag)
 {
-    struct sbx_vcpu_state st;
-    sbx_snap_vcpu_state(h, &st);
-    int rc = sbx_sandbox_start_state(s, &st, diag);
+    int rc = sbx_sandbox_start_state(s, &m->vcpu, diag);
     if (rc)
         return rc;
-    s->nfuncs = h->nfuncs;
-    for (uint32_t i = 0; i < h->nfuncs; i++) {
-        struct sbx_func *f = &s->funcs[i];
-        memcpy(f->name, h->funcs[i].name, sizeof f->name - 1);
-        f->name[sizeof f->name - 1] = '\0';
-        f->ret = h->funcs[i].ret;
-        f->nargs = h->funcs[i].nargs;
-        memcpy(f->args, h->funcs[i].args, sizeof f->args);
-    }
-    s->guest_has_note = h->guest_has_note != 0;
-    s->guest_hash = h->guest_elf_xxh3;
-    s->guest_version = sbx_snap_version(&h->guest);
+    s->nfuncs = m->nfuncs;
+    memcpy(s->funcs, m->funcs, m->nfuncs * sizeof m->funcs[0]);
+    s->guest_has_note = m->h.guest_has_note != 0;
+    s->guest_hash = m->h.guest_elf_xxh3;
+    s->guest_version = sbx_snap_version(&m->h.guest);
     return 0;
 }
 
@@ -65,14 +56,17 @@ int sbx_sandbox_restore(const struct sbx_snapshot *snap, const struct sbx_config
     if (!snap->complete)
         return sbx_fail(diag, SBX_E_INVAL, "%s: only the header was read; open it with "
                         "sbx_snapshot_open to restore", snap->path);
-    struct sbx_sandbox *s = NULL;
-    int rc = sbx_sandbox_new(cfg, snap->hdr->mem_size, &s, diag);
+    int rc = sbx_snapshot_check_compat(snap, snap->policy, snap->require_note, diag);
     if (rc)
         return rc;
-    rc = sbx_snap_check_cpu(snap->hdr, snap->path, &s->vm, diag);
+    struct sbx_sandbox *s = NULL;
+    rc = sbx_sandbox_new(cfg, snap->hdr->mem_size, &s, diag);
+    if (rc)
+        return rc;
+    rc = sbx_snap_check_cpu(snap->meta, snap->path, &s->vm, diag);
     for (uint32_t i = 0; i < snap->hdr->nchunks && !rc; i++)
         rc = sbx_snap_decode_chunk(snap, i, s->vm.mem + snap->index[i].gpa, diag);
-    if (rc || (rc = sbx_snap_apply_header(s, snap->hdr, diag))) {
+    if (rc || (rc = sbx_snap_apply_header(s, snap->meta, diag))) {
         sbx_sandbox_destroy(s);
         return rc;
     }

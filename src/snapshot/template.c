@@ -72,18 +72,21 @@ int sbx_template_from_snapshot(const struct sbx_snapshot *snap, struct sbx_templ
     if (!snap->complete)
         return sbx_fail(diag, SBX_E_INVAL, "%s: only the header was read; open it with "
                         "sbx_snapshot_open to make a template", snap->path);
+    int rc = sbx_snapshot_check_compat(snap, snap->policy, snap->require_note, diag);
+    if (rc)
+        return rc;
     struct sbx_template *t = calloc(1, sizeof *t);
     if (!t)
         return sbx_fail(diag, SBX_E_NOMEM, "%s: out of memory for a template", snap->path);
     t->memfd = -1;
     atomic_init(&t->refs, 1);
-    int rc = SBX_E_NOMEM;
+    rc = SBX_E_NOMEM;
     if (!(t->path = strdup(snap->path)) || !(t->hdr = malloc(sizeof *t->hdr))) {
         sbx_fail(diag, rc, "%s: out of memory for a template", snap->path);
         goto err;
     }
-    memcpy(t->hdr, snap->hdr, sizeof *t->hdr);
-    sbx_snap_vcpu_state(t->hdr, &t->vcpu);
+    memcpy(t->hdr, snap->meta, sizeof *t->hdr);
+    t->vcpu = t->hdr->vcpu;
     rc = build_runs(t, snap, diag);
     if (rc || (rc = fill_memfd(t, snap, diag)))
         goto err;

@@ -7,7 +7,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct sbx_snapshot *snap = snapfix_open(data, size, FIX_HEADER | FIX_INDEX | FIX_CHUNKS);
+    struct sbx_snapshot *snap = snapfix_open(data, size, FIX_HEADER | FIX_SECTIONS | FIX_INDEX | FIX_CHUNKS);
     if (!snap)
         return 0;
     struct sbx_diag d = { 0 };

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "snapshot/snapshot.h"
+#include "snapfix.h"
 
 static const char *out_dir;
 
@@ -70,6 +70,9 @@ static void seed_guest(const char *guest_dir, const char *name)
     for (size_t i = 0; i < SBX_PAGE_SIZE; i++)            /* stored raw */
         vm.mem[SBX_LAYOUT_HEAP + 2 * SBX_PAGE_SIZE + i] = (uint8_t)(i * 2654435761u >> 13);
     static struct sbx_vcpu_state st;
+    snapfix_vcpu_state(&st);
+    if (!strcmp(name, "hostile.elf")) /* what sbx_vcpu_save fills today: no lists, legacy XSAVE */
+        st.nmsrs = st.ncpuid = 0, st.xsave_size = 4096;
     static const struct sbx_cpu_facts cpu = { .vendor = "AuthenticAMD" };
     static const struct sbx_func funcs[] = {
         { .name = "add", .ret = SBX_T_I32, .nargs = 2, .args = { SBX_T_I32, SBX_T_I32 } },
@@ -90,6 +93,7 @@ static void seed_guest(const char *guest_dir, const char *name)
         put("fuzz_snap_header", out, snap.image, snap.size);
         put("fuzz_snap_chunks", out, snap.image, snap.size);
         free(snap.image);
+        free(snap.meta);
     }
     free(vm.mem);
     sbx_guest_free(g);
