@@ -215,9 +215,11 @@ check: all $(TESTS_NATIVE) $(TESTS_KVM) $(TEST_TSAN) $(CRASH_SHIM) fuzz-replay
 # Install into a scratch DESTDIR, build a C and a C++ program against it with
 # pkg-config alone, run them, read the man pages, uninstall. Runs last in
 # `make check`, so that the suites' results come first.
+# (A line naming $(MAKE) runs even under `make -n`: then it only says what it would do.)
+DRY_RUN := $(findstring n,$(firstword -$(MAKEFLAGS)))
 check-install: all
 	@echo "== tests/test_install.sh"
-	@MAKE="$(MAKE)" BUILD="$(BUILD)" sh tests/test_install.sh
+	@$(if $(DRY_RUN),echo) MAKE="$(MAKE)" BUILD="$(BUILD)" sh tests/test_install.sh
 
 # The CLI's paths under valgrind's memcheck: no error, no leak. KVM paths run
 # natively or inside the KVM test VM.
