@@ -74,7 +74,6 @@ MANDIR       ?= $(PREFIX)/share/man
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 INSTALL      ?= install
 PUBLIC_HDRS  := include/snapbox.h include/sbx_abi.h $(GEN)/snapbox_version.h
-MAN_PAGES    := docs/man/snapbox.1 docs/man/libsnapbox.3
 
 # The goals that install missing packages first: every compile waits for
 # `deps` (order-only). Plain `make` / `make all` never run apt-get.
@@ -221,7 +220,7 @@ check: all $(TESTS_NATIVE) $(TESTS_KVM) $(TEST_TSAN) $(CRASH_SHIM) fuzz-replay
 DRY_RUN := $(findstring n,$(firstword -$(MAKEFLAGS)))
 check-install: all
 	@echo "== tests/test_install.sh"
-	@$(if $(DRY_RUN),echo) MAKE="$(MAKE)" BUILD="$(BUILD)" sh tests/test_install.sh
+	@$(if $(DRY_RUN),echo) MAKE="$(MAKE)" BUILD="$(BUILD)" CC="$(CC)" sh tests/test_install.sh
 
 # The CLI's paths under valgrind's memcheck: no error, no leak. KVM paths run
 # natively or inside the KVM test VM.
