@@ -84,6 +84,12 @@ int main(void)
     sbx_host_version(&v);
     printf("%s %u %s %u %s\n", SBX_VERSION_STRING, (unsigned)SBX_VERSION_NUMBER,
            sbx_version_string(), sbx_version_number(), v.string);
+    /* Reach the loader (libelf, xxHash) and the snapshot code (LZ4) too. */
+    struct sbx_guest *g = NULL;
+    struct sbx_template *t = NULL;
+    if (sbx_guest_open("/nonexistent/guest.elf", &g, NULL) != SBX_E_IO ||
+        sbx_template_open("/nonexistent/file.snap", NULL, &t, NULL) != SBX_E_IO)
+        return 1;
     return 0;
 }
 EOS
@@ -107,6 +113,22 @@ build_and_run() { # NAME COMPILER FLAGS... -- compile prog.NAME, run it, check i
 }
 build_and_run c "$CC" -std=c11 -Wall -Wextra -Werror
 build_and_run cc "$CXX" -Wall -Wextra -Werror
+
+# The static library with what `pkg-config --static` adds (Libs.private,
+# Requires.private); --as-needed drops the shared one that -lsnapbox names.
+# shellcheck disable=SC2046
+if ! (cd "$W" && "$CC" -std=c11 -Wall -Wextra -Werror $(pkg-config --cflags snapbox) -o prog-static \
+          prog.c "$lib/libsnapbox.a" -Wl,--as-needed $(pkg-config --static --libs snapbox)) \
+        > "$W/static.log" 2>&1; then
+    cat "$W/static.log" >&2
+    fail "prog.c does not link with libsnapbox.a and pkg-config --static --libs snapbox"
+elif readelf -d "$W/prog-static" | grep -q "libsnapbox"; then
+    fail "prog-static still needs libsnapbox.so"
+elif [ "$(cd / && "$W/prog-static")" != "$expect" ]; then
+    fail "prog-static does not print '$expect'"
+else
+    ok "$CC: prog.c linked with libsnapbox.a and pkg-config --static --libs"
+fi
 
 # ---- man pages ---------------------------------------------------------------------
 for page in man1/snapbox.1 man3/libsnapbox.3; do
