@@ -10,8 +10,10 @@ echo "$v" | grep -Eq '^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$' ||
 IFS=. read -r major minor patch <<EOV
 $v
 EOV
-[ "$minor" -lt 100 ] && [ "$patch" -lt 100 ] ||
-    { echo "gen-version.sh: '$v': MINOR and PATCH must be below 100 (SBX_VERSION_NUMBER)" >&2; exit 1; }
+if [ "$minor" -ge 100 ] || [ "$patch" -ge 100 ]; then
+    echo "gen-version.sh: '$v': MINOR and PATCH must be below 100 (SBX_VERSION_NUMBER)" >&2
+    exit 1
+fi
 cat <<EOH
 /* snapbox_version.h - the version of this snapbox (major.minor.patch).
  * Generated from VERSION by scripts/gen-version.sh; do not edit.

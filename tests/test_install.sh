@@ -38,8 +38,9 @@ done
     fail "/usr/lib/libsnapbox.so.$major is not a link to libsnapbox.so.$version"
 [ "$(readlink "$lib/libsnapbox.so")" = "libsnapbox.so.$major" ] ||
     fail "/usr/lib/libsnapbox.so is not a link to libsnapbox.so.$major"
-[ -x "$T/usr/bin/snapbox" ] && [ "$("$T/usr/bin/snapbox" --version | cut -d' ' -f2)" = "$version" ] ||
+if [ ! -x "$T/usr/bin/snapbox" ] || [ "$("$T/usr/bin/snapbox" --version | cut -d' ' -f2)" != "$version" ]; then
     fail "the installed snapbox --version does not say $version"
+fi
 
 # ---- the shared library: SONAME and exported symbols -----------------------------
 readelf -d "$lib/libsnapbox.so.$version" | grep -q "Library soname: \[libsnapbox.so.$major\]" ||
@@ -97,7 +98,7 @@ cp "$W/prog.c" "$W/prog.cc"
 expect="$version $number $version $number $version"
 build_and_run() { # NAME COMPILER FLAGS... -- compile prog.NAME, run it, check its output
     name=$1; comp=$2; shift 2
-    # shellcheck disable=SC2086
+    # shellcheck disable=SC2046
     if ! (cd "$W" && "$comp" "$@" $(pkg-config --cflags snapbox) -o "prog-$name" "prog.$name" \
               $(pkg-config --libs snapbox)) > "$W/$name.log" 2>&1; then
         cat "$W/$name.log" >&2
