@@ -69,8 +69,6 @@ open(path, 'wb').write(buf)
 EOF
 }
 
-max_funcs=$(sed -n 's/^#define SBX_MAX_FUNCS \([0-9]*\)u.*/\1/p' "$(dirname "$0")/../include/sbx_abi.h")
-[ -n "$max_funcs" ] || { echo "test_cli: SBX_MAX_FUNCS not found"; exit 1; }
 for f in "$cli" "$guests/demo.elf" "$seed"; do
     [ -e "$f" ] || { echo "test_cli: $f missing (make all $build/fuzz/seeds/.stamp)"; exit 1; }
 done
@@ -160,13 +158,54 @@ expect 0 info --json "$tmp/$evil$(printf '\377').snap" && json "'evil' not in ke
 cp "$guests/demo.elf" "$tmp/$evil.elf"
 expect 0 inspect --json "$tmp/$evil.elf" && json "'evil' not in keys" "d['file'].endswith('1.elf')"
 cp "$seed" "$tmp/evilfunc.snap"
-# the function table ends the header (struct sbx_snap_func: 88 bytes, the name first)
-hsize=$(python3 -c "import struct, sys; print(struct.unpack_from('<I', open(sys.argv[1], 'rb')
-.read(), 12)[0])" "$seed")
-off=$((hsize - max_funcs * 88))
-rewrite_header "$tmp/evilfunc.snap" "
-assert h[$off:$off + 4] == b'add\0', 'function 0 is not add'
-h[$off:$off + 72] = b'x\", \"evil\": \"1'.ljust(72, b'\0')"
+# function 0's name rewritten in the FUNCTIONS section; every offset, size and
+# checksum after it fixed up (docs/snapshot-format.md), so only the name is wrong
+rename_function0() {
+    python3 - "$1" "$2" <<'EOF'
+import ctypes, struct, sys
+path, name = sys.argv[1], sys.argv[2].encode()
+x = ctypes.CDLL('libxxhash.so.0')
+x.XXH3_64bits.restype = ctypes.c_uint64
+x.XXH3_64bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+xxh = lambda b: x.XXH3_64bits(bytes(b), len(b))
+buf = bytearray(open(path, 'rb').read())
+hsize = struct.unpack_from('<I', buf, 12)[0]
+soff, ssize = struct.unpack_from('<QQ', buf, 200)
+nsec, nchunks = struct.unpack_from('<II', buf, 224)
+secs, at = b'', soff
+for _ in range(nsec):
+    typ, flags, length = struct.unpack_from('<IIQ', buf, at)
+    payload = bytes(buf[at + 24:at + 24 + length])
+    if typ == 5:  # FUNCTIONS: u32 count, then u16 name length, name, ret, nargs, types
+        old = struct.unpack_from('<H', payload, 4)[0]
+        assert payload[6:6 + old] == b'add', 'function 0 is not add'
+        payload = payload[:4] + struct.pack('<H', len(name)) + name + payload[6 + old:]
+    at += 24 + ((length + 7) & ~7)
+    secs += struct.pack('<IIQQ', typ, flags, len(payload), xxh(payload))
+    secs += payload + bytes(-len(payload) & 7)
+rest = buf[soff + ssize:]
+shift = len(secs) - ssize
+index = bytearray(rest[:nchunks * 40])
+for i in range(nchunks):
+    off = struct.unpack_from('<Q', index, i * 40 + 16)[0]
+    struct.pack_into('<Q', index, i * 40 + 16, off + shift)
+h = bytearray(buf[:hsize])
+struct.pack_into('<QQQ', h, 200, soff, len(secs), xxh(secs))
+data_off = struct.unpack_from('<Q', h, 248)[0] + shift
+struct.pack_into('<QQQ', h, 232, soff + len(secs), xxh(index), data_off)
+out = h + secs + index + rest[nchunks * 40:]
+struct.pack_into('<Q', out, 24, len(out))
+struct.pack_into('<Q', out, 16, 0)
+struct.pack_into('<Q', out, 16, xxh(out[:hsize]))
+open(path, 'wb').write(out)
+EOF
+}
+# the control: a name inside the rule, same fix-ups, is a good file
+cp "$seed" "$tmp/renamed.snap"
+rename_function0 "$tmp/renamed.snap" renamed_fn
+expect 0 verify --json "$tmp/renamed.snap" && json "d['ok'] is True"
+expect 0 info --json "$tmp/renamed.snap" && json "d['functions'][0]['name'] == 'renamed_fn'"
+rename_function0 "$tmp/evilfunc.snap" 'x", "evil": "1'
 # a function name the one name rule refuses: the file is corrupt (17); a
 # library that still read it must give JSON without the injected key
 "$cli" info --json "$tmp/evilfunc.snap" >"$tmp/out" 2>"$tmp/err"

@@ -19,8 +19,11 @@ int sbx_snap_check_cpu(const struct sbx_snap_meta *m, const char *path, const st
     if (memcmp(h->cpu_vendor, cpu.vendor, sizeof cpu.vendor) != 0)
         return sbx_fail(diag, SBX_E_CPU, "%s: the snapshot was taken on a %.12s CPU, this CPU is "
                         "%.12s", path, h->cpu_vendor, cpu.vendor);
+    /* Bits the CPU sets from the guest's own control registers, not features:
+     * OSXSAVE (CR4.OSXSAVE) and OSPKE (CR4.PKE). */
+    static const uint32_t os_bits[4] = { 1u << 27, 0, 0, 1u << 4 };
     for (int i = 0; i < 4; i++) {
-        uint32_t missing = h->cpuid_features[i] & ~cpu.features[i];
+        uint32_t missing = h->cpuid_features[i] & ~os_bits[i] & ~cpu.features[i];
         if (missing)
             return sbx_fail(diag, SBX_E_CPU, "%s: this CPU lacks features the snapshot was taken "
                             "with: %s bits 0x%08x (snapshot CPU %.12s, this CPU %.12s)",
