@@ -68,7 +68,8 @@ GUEST_LIBC_CFLAGS := $(WARN) -O2 -fno-pic -fno-pie $(MUSL_CFLAGS) -Iinclude -Igu
 GUEST_LIBC  := $(GUEST_LIB_CORE) $(BUILD)/guest-lib/libc.o $(BUILD)/guest-lib/syscall.o
 GUEST_LIBC_LIBS := $(MUSL_DIR)/libc.a $(shell $(CC) -print-libgcc-file-name)
 GUESTS      := $(BUILD)/guests/demo.elf $(BUILD)/guests/hostile.elf $(BUILD)/guests/plain.elf \
-               $(BUILD)/guests/bench.elf $(BUILD)/guests/libctest.elf
+               $(BUILD)/guests/bench.elf $(BUILD)/guests/libctest.elf \
+               $(BUILD)/guests/rules.elf $(BUILD)/guests/wordfreq.elf
 
 TESTS_NATIVE := $(BUILD)/tests/test_loader $(BUILD)/tests/test_snapshot
 TESTS_KVM    := $(BUILD)/tests/test_kvm $(BUILD)/tests/test_template $(BUILD)/tests/test_crash \
@@ -182,9 +183,19 @@ $(BUILD)/guests/libc/%.o: guest/libc/%.c $(GEN_HDRS) | $(DEPS_FIRST)
 	@echo "  CC     $@"
 	$(Q)$(CC) $(GUEST_LIBC_CFLAGS) $(DEPFLAGS) -c $< -o $@
 
-$(BUILD)/guests/libctest.elf: $(BUILD)/guests/libc/libctest.o $(GUEST_LIBC) guest/guest.ld
+$(BUILD)/examples/%.o: examples/%.c $(GEN_HDRS) | $(DEPS_FIRST)
+	@mkdir -p $(@D)
 	@echo "  CC     $@"
-	$(Q)$(CC) $(GUEST_LDFLAGS) -o $@ $(GUEST_LIBC) $< $(GUEST_LIBC_LIBS)
+	$(Q)$(CC) $(GUEST_LIBC_CFLAGS) $(DEPFLAGS) -c $< -o $@
+
+# Guests on the C library: the test guest and the examples.
+$(BUILD)/guests/libctest.elf: $(BUILD)/guests/libc/libctest.o
+$(BUILD)/guests/rules.elf: $(BUILD)/examples/rules/rules.o
+$(BUILD)/guests/wordfreq.elf: $(BUILD)/examples/wordfreq/wordfreq.o
+$(BUILD)/guests/libctest.elf $(BUILD)/guests/rules.elf $(BUILD)/guests/wordfreq.elf: \
+		$(GUEST_LIBC) guest/guest.ld
+	@echo "  CC     $@"
+	$(Q)$(CC) $(GUEST_LDFLAGS) -o $@ $(GUEST_LIBC) $(filter %.o,$(filter-out $(GUEST_LIBC),$^)) $(GUEST_LIBC_LIBS)
 
 $(BUILD)/guest-lib/%.o: guest/lib/%.S $(GEN_HDRS) | $(DEPS_FIRST)
 	@mkdir -p $(@D)

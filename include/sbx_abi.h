@@ -171,7 +171,7 @@ struct sbx_xchg {
     int32_t host_status;                     /* host call: 0 ok, negative error */
     uint32_t data_used;
     uint64_t mem_size; /* host-written: guest memory size, the heap ends there */
-    uint32_t restored; /* host-written: 1 after a restore or reset, until the guest clears it */
+    uint32_t restored; /* call request: 1 in the first call after a restore or reset */
     uint32_t reserved0;
     uint8_t reserved[224];
     uint8_t data[]; /* to SBX_LAYOUT_XCHG + SBX_LAYOUT_XCHG_SIZE */

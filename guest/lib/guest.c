@@ -95,13 +95,12 @@ void sbx_on_restore(void (*fn)(void))
     restore_hooks[nrestore_hooks++] = fn;
 }
 
-/* The host sets xchg.restored after a restore or reset; the hooks run once,
- * before the first call of the restored sandbox. */
+/* The host sets xchg.restored in the first call request after a restore or
+ * reset; the hooks run then, before the call. */
 static void run_restore_hooks(void)
 {
     if (!SBX_XCHG->restored)
         return;
-    SBX_XCHG->restored = 0;
     for (unsigned i = 0; i < nrestore_hooks; i++)
         restore_hooks[i]();
 }

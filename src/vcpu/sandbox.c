@@ -293,6 +293,8 @@ static int call_locked(struct sbx_sandbox *s, const char *name, const struct sbx
         return rc;
     write_args(s, args, nargs);
     struct sbx_xchg *x = sbx_xchg(&s->vm);
+    x->restored = s->restored;
+    s->restored = false;
     x->call_index = (uint32_t)(f - s->funcs);
     x->nargs = (uint32_t)nargs;
     x->ret = (struct sbx_abi_value){ .type = f->ret };
@@ -325,11 +327,10 @@ int sbx_sandbox_start_state(struct sbx_sandbox *s, const struct sbx_vcpu_state *
     return rc;
 }
 
-/* The guest library runs its restore hooks before the next call. */
-void sbx_sandbox_mark_restored(struct sbx_sandbox *s)
-{
-    sbx_xchg(&s->vm)->restored = 1;
-}
+/* The next call request tells the guest library to run its restore hooks.
+ * Kept in the sandbox, not guest memory, so a reset leaves memory exactly
+ * the template's. */
+void sbx_sandbox_mark_restored(struct sbx_sandbox *s) { s->restored = true; }
 size_t sbx_sandbox_function_count(const struct sbx_sandbox *s) { return s->nfuncs; }
 
 static void func_info(const struct sbx_func *f, struct sbx_func_info *out)

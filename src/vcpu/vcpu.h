@@ -64,6 +64,7 @@ struct sbx_sandbox {
     struct sbx_func funcs[SBX_MAX_FUNCS];
     size_t nfuncs;
     bool poisoned;
+    bool restored;           /* restored or reset since the last call */
     atomic_bool in_call;     /* a call runs: a host function re-entering gets SBX_E_BUSY */
     uint32_t xchg_data_used; /* bytes of xchg.data holding this call's host-written data */
     struct sbx_deadline deadline; /* the calling thread's timer, kept between calls */
