@@ -3,13 +3,14 @@
  * usage: test_libc GUEST_DIR (tests/run-kvm.sh runs it natively or inside
  * the KVM VM). */
 #include <sys/ioctl.h>
+#include <sys/wait.h>
 
 #include "snapshot/snapshot.h"
 #include "testutil.h"
 
 #define MSR_LSTAR 0xc0000082u
 
-static char guest_dir[512];
+static char guest_dir[512], cli_path[512];
 static struct tu_log logs;
 
 static struct sbx_sandbox *libc_sandbox(void)
@@ -180,9 +181,50 @@ static void test_restore_entropy_hook_and_syscall_msr(void **state)
     sbx_sandbox_destroy(s);
 }
 
+/* Run a shell command; its whole stdout, and its exit status in *status. */
+static char *run(const char *cmd, int *status)
+{
+    static char out[8192];
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return out;
+}
+
+/* The examples as a user runs them: a warm snapshot with a long init, then
+ * requests served from it. */
+static void test_examples_from_the_cli(void **state)
+{
+    (void)state;
+    char cmd[2048];
+    int st;
+    snprintf(cmd, sizeof cmd, "%s create %s/rules.elf -o /tmp/rules.snap --mem 64M "
+             "--deadline 120000 --warm 'match /api/users/1' 2>&1", cli_path, guest_dir);
+    tu_assert_contains(run(cmd, &st), "created /tmp/rules.snap");
+    assert_int_equal(st, 0);
+    /* rule 4 is [?&]p1=[0-9]{2,5}(&|$); rule 10 is (drop|union|select)[[:space:]]+t2 */
+    snprintf(cmd, sizeof cmd, "%s call /tmp/rules.snap match '/x?p1=123&q=select t2' "
+             "--requests 3 --json", cli_path);
+    tu_assert_contains(run(cmd, &st), "\"results\": [\"4,10\", \"4,10\", \"4,10\"]");
+    assert_int_equal(st, 0);
+    snprintf(cmd, sizeof cmd, "%s create %s/wordfreq.elf -o /tmp/wf.snap >/dev/null 2>&1 && "
+             "printf 'b a b c b a' | %s call /tmp/wf.snap top @- 2", cli_path, guest_dir, cli_path);
+    tu_assert_contains(run(cmd, &st), "b 3\na 2\n");
+    assert_int_equal(st, 0);
+    /* a deadline shorter than the rules' init: a timeout, exit 11, no file */
+    snprintf(cmd, sizeof cmd, "%s create %s/rules.elf -o /tmp/short.snap --mem 64M "
+             "--deadline 5 2>&1; test ! -e /tmp/short.snap", cli_path, guest_dir);
+    tu_assert_contains(run(cmd, &st), "deadline");
+    assert_int_equal(st, 0);
+}
+
 int main(int argc, char **argv)
 {
     snprintf(guest_dir, sizeof guest_dir, "%s", argc > 1 ? argv[1] : "build/guests");
+    snprintf(cli_path, sizeof cli_path, "%s", argc > 2 ? argv[2] : "build/snapbox");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_printf_reaches_the_log_line_by_line),
         cmocka_unit_test(test_malloc_free_reuse_ten_times_the_heap),
@@ -190,6 +232,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_thread_local_constructor_and_avx2),
         cmocka_unit_test(test_system_calls),
         cmocka_unit_test(test_restore_entropy_hook_and_syscall_msr),
+        cmocka_unit_test(test_examples_from_the_cli),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
