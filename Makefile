@@ -58,15 +58,24 @@ GUEST_CFLAGS := $(WARN) -O2 -ffreestanding -fno-pic -fno-pie -mno-red-zone \
 GUEST_LDFLAGS := -nostdlib -static -no-pie -T guest/guest.ld -Wl,-z,max-page-size=4096 \
                  -Wl,--build-id=none -Wl,-z,noexecstack
 GUEST_LIB_CORE := $(BUILD)/guest-lib/guest.o $(BUILD)/guest-lib/entry.o $(BUILD)/guest-lib/note.o
-GUEST_LIB   := $(GUEST_LIB_CORE) $(BUILD)/guest-lib/start.o $(BUILD)/guest-lib/mem.o
-# Guests on Debian's musl C library: its headers, libc.a and libgcc, and the
-# guest library's start-up and system-call layer instead of start.o and mem.o.
+# The guest SDK (installed with `make install`, used by the in-tree guests the
+# same way): the guest library as one relocatable object per flavour, so the
+# entry point and the version note come along whatever the program uses.
+GUEST_LIB   := $(BUILD)/guest-sdk/snapbox-guest.o
+GUEST_LIB_PARTS := $(GUEST_LIB_CORE) $(BUILD)/guest-lib/start.o $(BUILD)/guest-lib/mem.o
+# Guests on Debian's musl C library: its headers and libc.a, and the guest
+# library's start-up and system-call layer instead of start.o and mem.o.
+# -nostartfiles (not -nostdlib): the compiler still ends the link with
+# -lgcc -lc, after the program, and -L makes -lc musl's.
 MUSL_DIR    := /usr/lib/x86_64-linux-musl
 MUSL_CFLAGS := -nostdinc -isystem /usr/include/x86_64-linux-musl \
                -isystem $(shell $(CC) -print-file-name=include)
 GUEST_LIBC_CFLAGS := $(WARN) -O2 -fno-pic -fno-pie $(MUSL_CFLAGS) -Iinclude -Iguest/lib -I$(GEN)
-GUEST_LIBC  := $(GUEST_LIB_CORE) $(BUILD)/guest-lib/libc.o $(BUILD)/guest-lib/syscall.o
-GUEST_LIBC_LIBS := $(MUSL_DIR)/libc.a $(shell $(CC) -print-libgcc-file-name)
+GUEST_LIBC  := $(BUILD)/guest-sdk/snapbox-guest-libc.o
+GUEST_LIBC_PARTS := $(GUEST_LIB_CORE) $(BUILD)/guest-lib/libc.o $(BUILD)/guest-lib/syscall.o
+GUEST_LINK_FLAGS := -no-pie -T guest/guest.ld -Wl,-z,max-page-size=4096 -Wl,--build-id=none \
+                    -Wl,-z,noexecstack
+GUEST_LIBC_LDFLAGS := -nostartfiles -static -L$(MUSL_DIR) $(GUEST_LINK_FLAGS)
 GUESTS      := $(BUILD)/guests/demo.elf $(BUILD)/guests/hostile.elf $(BUILD)/guests/plain.elf \
                $(BUILD)/guests/bench.elf $(BUILD)/guests/libctest.elf \
                $(BUILD)/guests/rules.elf $(BUILD)/guests/wordfreq.elf
@@ -86,6 +95,9 @@ MANDIR       ?= $(PREFIX)/share/man
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 INSTALL      ?= install
 PUBLIC_HDRS  := include/snapbox.h include/sbx_abi.h $(GEN)/snapbox_version.h
+# The guest SDK: its objects and linker script, and the headers a guest includes.
+GUEST_SDKDIR ?= $(LIBDIR)/snapbox-guest
+GUEST_SDK_HDRS := guest/lib/sbx_guest.h include/sbx_abi.h
 
 # The goals that install missing packages first: every compile waits for
 # `deps` (order-only). Plain `make` / `make all` never run apt-get.
@@ -188,6 +200,16 @@ $(BUILD)/examples/%.o: examples/%.c $(GEN_HDRS) | $(DEPS_FIRST)
 	@echo "  CC     $@"
 	$(Q)$(CC) $(GUEST_LIBC_CFLAGS) $(DEPFLAGS) -c $< -o $@
 
+$(GUEST_LIB): $(GUEST_LIB_PARTS)
+	@mkdir -p $(@D)
+	@echo "  LD     $@"
+	$(Q)$(CC) -nostdlib -r -o $@ $^
+
+$(GUEST_LIBC): $(GUEST_LIBC_PARTS)
+	@mkdir -p $(@D)
+	@echo "  LD     $@"
+	$(Q)$(CC) -nostdlib -r -o $@ $^
+
 # Guests on the C library: the test guest and the examples.
 $(BUILD)/guests/libctest.elf: $(BUILD)/guests/libc/libctest.o
 $(BUILD)/guests/rules.elf: $(BUILD)/examples/rules/rules.o
@@ -195,7 +217,7 @@ $(BUILD)/guests/wordfreq.elf: $(BUILD)/examples/wordfreq/wordfreq.o
 $(BUILD)/guests/libctest.elf $(BUILD)/guests/rules.elf $(BUILD)/guests/wordfreq.elf: \
 		$(GUEST_LIBC) guest/guest.ld
 	@echo "  CC     $@"
-	$(Q)$(CC) $(GUEST_LDFLAGS) -o $@ $(GUEST_LIBC) $(filter %.o,$(filter-out $(GUEST_LIBC),$^)) $(GUEST_LIBC_LIBS)
+	$(Q)$(CC) $(GUEST_LIBC_LDFLAGS) -o $@ $(GUEST_LIBC) $(filter-out $(GUEST_LIBC) guest/guest.ld,$^)
 
 $(BUILD)/guest-lib/%.o: guest/lib/%.S $(GEN_HDRS) | $(DEPS_FIRST)
 	@mkdir -p $(@D)
@@ -330,7 +352,8 @@ pc_dir = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
 # removes exactly what `make install` put there.
 install: all
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
-	    $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
+	    $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 \
+	    $(DESTDIR)$(GUEST_SDKDIR) $(DESTDIR)$(INCLUDEDIR)/snapbox-guest
 	$(INSTALL) -m 755 $(BUILD)/snapbox $(DESTDIR)$(BINDIR)/snapbox
 	$(INSTALL) -m 644 $(BUILD)/libsnapbox.a $(DESTDIR)$(LIBDIR)/libsnapbox.a
 	$(INSTALL) -m 755 $(SHLIB) $(DESTDIR)$(LIBDIR)/$(notdir $(SHLIB))
@@ -343,6 +366,14 @@ install: all
 	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/snapbox.pc
 	$(INSTALL) -m 644 docs/man/snapbox.1 $(DESTDIR)$(MANDIR)/man1/snapbox.1
 	$(INSTALL) -m 644 docs/man/libsnapbox.3 $(DESTDIR)$(MANDIR)/man3/libsnapbox.3
+	$(INSTALL) -m 644 $(GUEST_LIB) $(GUEST_LIBC) guest/guest.ld $(DESTDIR)$(GUEST_SDKDIR)/
+	$(INSTALL) -m 644 $(GUEST_SDK_HDRS) $(DESTDIR)$(INCLUDEDIR)/snapbox-guest/
+	for pc in snapbox-guest snapbox-guest-libc; do \
+	    sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(call pc_dir,$(LIBDIR))|g' \
+	        -e 's|@INCLUDEDIR@|$(call pc_dir,$(INCLUDEDIR))|g' -e 's|@VERSION@|$(VERSION_STRING)|g' \
+	        -e 's|@MUSL_DIR@|$(MUSL_DIR)|g' -e 's|@CC_INCLUDE@|$(shell $(CC) -print-file-name=include)|g' \
+	        $$pc.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/$$pc.pc && chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/$$pc.pc; \
+	done
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/snapbox
@@ -351,6 +382,10 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/,$(notdir $(PUBLIC_HDRS)))
 	rm -f $(DESTDIR)$(PKGCONFIGDIR)/snapbox.pc
 	rm -f $(DESTDIR)$(MANDIR)/man1/snapbox.1 $(DESTDIR)$(MANDIR)/man3/libsnapbox.3
+	rm -f $(addprefix $(DESTDIR)$(GUEST_SDKDIR)/,$(notdir $(GUEST_LIB) $(GUEST_LIBC)) guest.ld)
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/snapbox-guest/,$(notdir $(GUEST_SDK_HDRS)))
+	rm -f $(DESTDIR)$(PKGCONFIGDIR)/snapbox-guest.pc $(DESTDIR)$(PKGCONFIGDIR)/snapbox-guest-libc.pc
+	-rmdir $(DESTDIR)$(GUEST_SDKDIR) $(DESTDIR)$(INCLUDEDIR)/snapbox-guest 2>/dev/null
 
 clean:
 	rm -rf $(BUILD)
