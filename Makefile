@@ -34,7 +34,8 @@ GUESTS      := $(BUILD)/guests/demo.elf $(BUILD)/guests/hostile.elf $(BUILD)/gue
                $(BUILD)/guests/bench.elf
 
 TESTS_NATIVE := $(BUILD)/tests/test_loader $(BUILD)/tests/test_snapshot
-TESTS_KVM    := $(BUILD)/tests/test_kvm $(BUILD)/tests/test_template $(BUILD)/tests/test_crash
+TESTS_KVM    := $(BUILD)/tests/test_kvm $(BUILD)/tests/test_template $(BUILD)/tests/test_crash \
+                $(BUILD)/tests/test_isolation
 CRASH_SHIM   := $(BUILD)/tests/crashshim.so
 DEPS_STAMP   := $(BUILD)/.deps-build
 
