@@ -595,10 +595,14 @@ static void test_unfinished_io_does_not_take_over(void **state)
             assert_int_equal(sbx_sandbox_reset(s, &d), 0);
             /* the next request starts at the template's registers and gives
              * the template's answer, not the old instruction's 0x1337c0de */
-            assert_int_equal(diff_state(where, s, t), 0);
-            struct sbx_value r;
-            assert_int_equal(call(s, "answer", NULL, 0, &r, &d), 0);
+            int state_bad = diff_state(where, s, t);
+            struct sbx_value r = { 0 };
+            int rc = call(s, "answer", NULL, 0, &r, &d);
+            printf("# %s: then answer() gave %d, 0x%llx (template's 0x%llx) %s\n", where, rc,
+                   (unsigned long long)r.u.u64, (unsigned long long)b.answer, rc ? d.msg : "");
+            assert_int_equal(rc, 0);
             assert_int_equal(r.u.u64, b.answer);
+            assert_int_equal(state_bad, 0);
             assert_int_equal(check_after_reset(where, s, t, &b), 0);
         }
     sbx_sandbox_destroy(s);
