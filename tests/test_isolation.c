@@ -609,6 +609,31 @@ static void test_unfinished_io_does_not_take_over(void **state)
     sbx_template_free(t);
 }
 
+/* ---- translations a request leaves in the TLB ------------------------------- */
+
+/* A request maps the honest function's data page onto a heap page of its own
+ * and reads through it; after the reset the page tables are the template's
+ * again, and the next request must translate through them, not through a
+ * cached translation of the old request. */
+static void test_cached_translation_does_not_survive_reset(void **state)
+{
+    (void)state;
+    struct sbx_template *t = hostile_template(MEM, 0, NULL);
+    struct sbx_sandbox *s = sandbox_from(t, SBX_MEM_COPY, NULL, NULL);
+    struct baseline b;
+    take_baseline(s, &b);
+    for (int round = 0; round < 3; round++) {
+        struct sbx_value a[2] = { u64v(1), u64v(0x4141414141414141ull) };
+        assert_int_equal(call_u64(s, "touch", a, 2), 1);
+        struct sbx_value gpa = u64v(SBX_LAYOUT_HEAP);
+        /* the remap works within its request */
+        assert_int_equal(call_u64(s, "remap_table", &gpa, 1), 0x4141414141414141ull);
+        assert_int_equal(check_after_reset("stale translation", s, t, &b), 0);
+    }
+    sbx_sandbox_destroy(s);
+    sbx_template_free(t);
+}
+
 /* ---- finding 4: the deadline whatever the caller's signal setup ------------- */
 
 enum spin_setup { SPIN_PLAIN, SPIN_BLOCKED };
@@ -1266,6 +1291,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_msr_dr_tsc_do_not_survive_reset),
         cmocka_unit_test(test_steal_time_does_not_write_after_reset),
         cmocka_unit_test(test_unfinished_io_does_not_take_over),
+        cmocka_unit_test(test_cached_translation_does_not_survive_reset),
         cmocka_unit_test(test_reentrant_call_is_refused),
         cmocka_unit_test(test_memory_limits),
         cmocka_unit_test(test_fifo_is_refused_without_blocking),

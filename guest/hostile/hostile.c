@@ -402,6 +402,18 @@ static void fault_mid(const struct sbx_abi_value *a, struct sbx_abi_value *r)
     }
 }
 
+/* remap_table(gpa): point the page-table entry of table's page at gpa, read
+ * through it (the translation is now cached in the TLB) and return what it
+ * read. A reset puts the entry back; the next request must not see gpa. */
+static void remap_table(const struct sbx_abi_value *a, struct sbx_abi_value *r)
+{
+    uint64_t va = (uint64_t)(uintptr_t)table;
+    volatile uint64_t *pt = (volatile uint64_t *)(uintptr_t)SBX_LAYOUT_PT;
+    pt[va / SBX_PAGE_SIZE] = (sbx_arg_u64(a, 0) & ~(SBX_PAGE_SIZE - 1)) | 0x3 | (1ull << 63);
+    __asm__ volatile("invlpg (%0)" : : "r"(va) : "memory");
+    sbx_ret_u64(r, table[0]);
+}
+
 /* Calls the host function "reenter() -> i64" and returns its result, or the
  * call's negative status. */
 static void host_reenter(const struct sbx_abi_value *a, struct sbx_abi_value *r)
@@ -448,4 +460,5 @@ void sbx_guest_init(void)
     sbx_register("poke", SBX_T_VOID, poke, 2, SBX_T_U64, SBX_T_U64);
     sbx_register("fault_mid", SBX_T_I64, fault_mid, 2, SBX_T_I64, SBX_T_U64);
     sbx_register("host_reenter", SBX_T_I64, host_reenter, 0);
+    sbx_register("remap_table", SBX_T_U64, remap_table, 1, SBX_T_U64);
 }
