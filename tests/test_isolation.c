@@ -458,28 +458,32 @@ static int diff_counter(const char *where, struct sbx_sandbox *s, const struct b
     return 0;
 }
 
-/* Reset, then everything: host view of state and memory, then the guest's
- * view; resets again after the probing calls. */
+/* What check_after_reset found different. */
+enum { BAD_RESET = 1, BAD_MEMORY = 2, BAD_STATE = 4, BAD_GUEST_VIEW = 8 };
+
+/* Reset, then everything: host view of memory and state, then the guest's
+ * view; resets again after the probing calls. Returns BAD_* flags, 0 if the
+ * sandbox is exactly at the template. */
 static int check_after_reset(const char *where, struct sbx_sandbox *s, const struct sbx_template *t,
                              const struct baseline *b)
 {
     struct sbx_diag d = { 0 };
     if (sbx_sandbox_reset(s, &d)) {
         printf("# %s: reset failed: %s\n", where, d.msg);
-        return 1;
+        return BAD_RESET;
     }
     /* memory first: reading the vCPU state must not be what puts it right */
-    int bad = diff_mem(where, s, t, false);
-    bad |= diff_state(where, s, t);
-    bad |= diff_counter(where, s, b);
+    int bad = diff_mem(where, s, t, false) ? BAD_MEMORY : 0;
+    bad |= diff_state(where, s, t) ? BAD_STATE : 0;
+    bad |= diff_counter(where, s, b) ? BAD_GUEST_VIEW : 0;
     if (sbx_sandbox_reset(s, &d)) {
         printf("# %s: reset failed: %s\n", where, d.msg);
-        return 1;
+        return bad | BAD_RESET;
     }
-    bad |= diff_guest_view(where, s, t, b);
+    bad |= diff_guest_view(where, s, t, b) ? BAD_GUEST_VIEW : 0;
     if (sbx_sandbox_reset(s, &d)) {
         printf("# %s: reset failed: %s\n", where, d.msg);
-        return 1;
+        return bad | BAD_RESET;
     }
     return bad;
 }
@@ -1224,6 +1228,7 @@ static void differential(enum sbx_mem_mode mode, bool pooled)
     struct baseline b;
     take_baseline(s, &b);
     unsigned bad_rounds = 0, by_kind[REQ_COUNT_] = { 0 }, used[REQ_COUNT_] = { 0 };
+    unsigned seen_rounds = 0, seen_by_kind[REQ_COUNT_] = { 0 }; /* memory or guest-visible */
     unsigned failed_calls = 0;
     for (uint64_t round = 0; round < rounds; round++) {
         char log[1024] = "";
@@ -1238,7 +1243,7 @@ static void differential(enum sbx_mem_mode mode, bool pooled)
             int rc = hostile_request(s, &b, k, desc, sizeof desc);
             kinds |= 1u << k;
             used[k]++;
-            len += (size_t)snprintf(log + len, sizeof log - len, "%s%s (%d)", i ? "; " : "", desc, rc);
+            len += (size_t)snprintf(log + len, sizeof log - len, "%s%s (%d)", len ? "; " : "", desc, rc);
             if (len >= sizeof log)
                 len = sizeof log - 1;
             if (rc) {
@@ -1249,12 +1254,16 @@ static void differential(enum sbx_mem_mode mode, bool pooled)
         char where[96];
         snprintf(where, sizeof where, "%s round %llu seed 0x%llx", mname,
                  (unsigned long long)round, (unsigned long long)seed);
-        if (check_after_reset(where, s, t, &b)) {
+        int bad = check_after_reset(where, s, t, &b);
+        if (bad) {
             printf("# %s: the request was: %s\n", where, log);
             bad_rounds++;
+            seen_rounds += (bad & (BAD_MEMORY | BAD_GUEST_VIEW | BAD_RESET)) != 0;
             for (int k = 0; k < REQ_COUNT_; k++)
-                if (kinds & (1u << k))
+                if (kinds & (1u << k)) {
                     by_kind[k]++;
+                    seen_by_kind[k] += (bad & (BAD_MEMORY | BAD_GUEST_VIEW | BAD_RESET)) != 0;
+                }
             /* start the next round from a fresh sandbox, so each round's
              * verdict is its own */
             sbx_sandbox_destroy(s);
@@ -1262,10 +1271,11 @@ static void differential(enum sbx_mem_mode mode, bool pooled)
         }
     }
     printf("# %s: %llu rounds, %u hostile calls failed (faults, refused accesses), "
-           "%u rounds broke isolation\n", mname, (unsigned long long)rounds, failed_calls,
-           bad_rounds);
+           "%u rounds broke isolation, %u of them in memory or what the next request saw\n",
+           mname, (unsigned long long)rounds, failed_calls, bad_rounds, seen_rounds);
     for (int k = 0; k < REQ_COUNT_; k++)
-        printf("#   %-10s in %3u calls, in %3u bad rounds\n", req_names[k], used[k], by_kind[k]);
+        printf("#   %-10s in %3u calls, in %3u bad rounds, %3u seen by memory or the guest\n",
+               req_names[k], used[k], by_kind[k], seen_by_kind[k]);
     sbx_sandbox_destroy(s);
     sbx_pool_free(pool);
     sbx_template_free(t);
