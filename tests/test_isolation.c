@@ -10,8 +10,23 @@
  * host's view (sbx_vcpu_save) and through the guest's own reads (rdmsr, mov
  * from %dr, rdtsc) in the next request.
  *
- * Rounds: ISOLATION_ROUNDS per memory mode in CI; SBX_ISOLATION_ROUNDS raises
- * it for long runs, SBX_ISOLATION_SEED replays a seed (printed at the start).
+ * Rounds: ISOLATION_ROUNDS (60) per memory mode in CI (copy-mode pooled, and
+ * copy-on-write). Knobs, from the environment or as NAME=VALUE arguments (the
+ * KVM test VM passes arguments, not the environment):
+ *   SBX_ISOLATION_ROUNDS=N    more rounds, for long runs
+ *   SBX_ISOLATION_SEED=S      replay a seed (each run prints its seed)
+ *   SBX_ISOLATION_KINDS=MASK  only these request kinds (bits of enum req_kind)
+ *   SBX_ISOLATION_ONLY=WORD   only the tests whose name contains WORD
+ *
+ * Under QEMU's TCG (tests/kvm-vm.sh) a guest's hardware breakpoint can
+ * outlive its VM: with a reset that does not reload the debug registers, an
+ * execution breakpoint set by one sandbox fires in later, fresh sandboxes
+ * too; and random data watchpoints crashed QEMU 7.2, so the random debug
+ * registers here are instruction breakpoints inside guest memory.
+ *
+ * Finding 6 needs sbx_snapshot_open_opts.max_mem_size and .max_nonzero_pages:
+ * without them this file does not compile (-DSBX_ISO_NO_OPEN_LIMITS builds it
+ * with that test failing, to run the others).
  *
  * usage: test_isolation GUEST_DIR SNAPBOX_CLI (tests/run-kvm.sh runs it
  * natively or inside the KVM VM). */
