@@ -219,6 +219,24 @@ static void get_drs(const struct sbx_abi_value *a, struct sbx_abi_value *r)
     sbx_ret_buf(r, dr_values, sizeof dr_values);
 }
 
+/* dr_rewrite(): write DR0-DR3 and DR7 back with the values they hold, which
+ * changes nothing architecturally. The test calls it after each reset: under
+ * QEMU's TCG a breakpoint of an earlier guest can outlive its VM until DR7
+ * changes (see tests/test_isolation.c). */
+static void dr_rewrite(const struct sbx_abi_value *a, struct sbx_abi_value *r)
+{
+    (void)a; (void)r;
+    uint64_t v;
+    __asm__ volatile("mov %%dr0, %0\n\tmov %0, %%dr0" : "=&r"(v));
+    __asm__ volatile("mov %%dr1, %0\n\tmov %0, %%dr1" : "=&r"(v));
+    __asm__ volatile("mov %%dr2, %0\n\tmov %0, %%dr2" : "=&r"(v));
+    __asm__ volatile("mov %%dr3, %0\n\tmov %0, %%dr3" : "=&r"(v));
+    /* DR7 with the local-exact bit flipped, then as it was: QEMU drops and
+     * re-creates every breakpoint when bits other than the enables change */
+    __asm__ volatile("mov %%dr7, %0\n\txor $0x100, %0\n\tmov %0, %%dr7\n\t"
+                     "xor $0x100, %0\n\tmov %0, %%dr7" : "=&r"(v));
+}
+
 /* The honest functions: what every request after a reset must see. */
 static volatile uint64_t count __attribute__((aligned(64)));
 static volatile uint64_t table[512] __attribute__((aligned(4096))) = { 1, 2, 3, 5, 8, 13, 21, 34 };
@@ -451,6 +469,7 @@ void sbx_guest_init(void)
     sbx_register("answer", SBX_T_U64, answer, 0);
     sbx_register("addr_of", SBX_T_U64, addr_of, 1, SBX_T_I64);
     sbx_register("dr_trap", SBX_T_VOID, dr_trap, 0);
+    sbx_register("dr_rewrite", SBX_T_VOID, dr_rewrite, 0);
     sbx_register("wr_tsc", SBX_T_VOID, wr_tsc, 1, SBX_T_U64);
     sbx_register("rd_tsc", SBX_T_U64, rd_tsc, 0);
     sbx_register("split_mmio", SBX_T_U64, split_mmio, 1, SBX_T_I64);
