@@ -82,7 +82,7 @@ GUESTS      := $(BUILD)/guests/demo.elf $(BUILD)/guests/hostile.elf $(BUILD)/gue
 
 TESTS_NATIVE := $(BUILD)/tests/test_loader $(BUILD)/tests/test_snapshot
 TESTS_KVM    := $(BUILD)/tests/test_kvm $(BUILD)/tests/test_template $(BUILD)/tests/test_crash \
-                $(BUILD)/tests/test_libc
+                $(BUILD)/tests/test_libc $(BUILD)/tests/test_isolation
 CRASH_SHIM   := $(BUILD)/tests/crashshim.so
 DEPS_STAMP   := $(BUILD)/.deps-build
 
