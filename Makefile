@@ -1,8 +1,20 @@
 # snapbox - one Makefile. `make` builds the CLI, the libraries and the guests;
 # `make check` runs the test suite (KVM tests inside a QEMU VM when this
-# machine has no /dev/kvm); `make demo` shows the main job.
+# machine has no /dev/kvm); `make demo` shows the main job; `make install`
+# installs the CLI, the libraries, the headers, snapbox.pc and the man pages.
+#
+# `make` and `make all` never install packages; deps, check, check-install,
+# check-valgrind, demo, bench, fuzz and fuzz-replay first install the Debian
+# packages they miss (scripts/deps.sh build), before anything is compiled.
+#
+# User CC, CPPFLAGS, CFLAGS and LDFLAGS are honoured: they come after the
+# project's own flags (e.g. `make CFLAGS=-O0` still builds with -std=c11
+# -Wall -Wextra -Werror); they apply to host code, not to the freestanding guests.
 
-CC        ?= gcc
+# make predefines CC=cc, so `CC ?= gcc` would never take effect.
+ifeq ($(origin CC),default)
+CC        := gcc
+endif
 # Quiet by default; `make V=1` shows every command.
 V         ?= 0
 Q         := $(if $(filter 1,$(V)),,@)
@@ -11,9 +23,22 @@ GEN       := $(BUILD)/gen
 SAN       := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 WARN      := -std=c11 -Wall -Wextra -Werror
-HOST_CFLAGS := $(WARN) -O2 -g -D_GNU_SOURCE -Iinclude -I$(GEN) -Isrc -fvisibility=hidden
+# Header dependencies: each compile writes a .d file beside its output.
+DEPFLAGS  := -MMD -MP
+SBX_CPPFLAGS := -D_GNU_SOURCE -Iinclude -I$(GEN) -Isrc
+SBX_CFLAGS   := $(WARN) -O2 -g -fvisibility=hidden
+HOST_CFLAGS   = $(SBX_CPPFLAGS) $(SBX_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 LIBS      := -lelf -llz4 -lxxhash -lseccomp -lpthread -lrt
 CLI_LIBS  := -ljansson
+
+# The version, from VERSION (checked by scripts/gen-version.sh), and the
+# shared library: libsnapbox.so.MAJOR.MINOR.PATCH, SONAME libsnapbox.so.MAJOR.
+VERSION_STRING := $(shell tr -d ' \n' < VERSION)
+VERSION_MAJOR  := $(firstword $(subst ., ,$(VERSION_STRING)))
+SONAME    := libsnapbox.so.$(VERSION_MAJOR)
+SHLIB     := $(BUILD)/libsnapbox.so.$(VERSION_STRING)
+LIB_MAP   := src/libsnapbox.map
+GEN_HDRS  := $(GEN)/snapbox_version.h $(GEN)/sbx_version.h
 
 LIB_SRCS  := $(wildcard src/common/*.c src/loader/*.c src/vcpu/*.c src/snapshot/*.c)
 CLI_SRCS  := $(wildcard src/cli/*.c)
@@ -22,7 +47,9 @@ SAN_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/san/%.o)
 TSAN      := -fsanitize=thread -fno-omit-frame-pointer
 TSAN_OBJS := $(LIB_SRCS:%.c=$(BUILD)/tsan/%.o)
 CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
-HEADERS   := $(wildcard include/*.h src/*.h src/*/*.h) $(GEN)/sbx_version.h
+# Every header: only for the programs compiled from several sources in one
+# step (fuzz replay, bench); objects and tests use their .d files.
+HEADERS   := $(wildcard include/*.h src/*.h src/*/*.h) $(GEN_HDRS)
 
 # Guests: freestanding x86-64, linked by guest/guest.ld.
 GUEST_CFLAGS := $(WARN) -O2 -ffreestanding -fno-pic -fno-pie -mno-red-zone \
@@ -30,14 +57,52 @@ GUEST_CFLAGS := $(WARN) -O2 -ffreestanding -fno-pic -fno-pie -mno-red-zone \
                 -Iinclude -Iguest/lib -I$(GEN)
 GUEST_LDFLAGS := -nostdlib -static -no-pie -T guest/guest.ld -Wl,-z,max-page-size=4096 \
                  -Wl,--build-id=none -Wl,-z,noexecstack
-GUEST_LIB   := $(BUILD)/guest-lib/guest.o $(BUILD)/guest-lib/entry.o $(BUILD)/guest-lib/note.o
+GUEST_LIB_CORE := $(BUILD)/guest-lib/guest.o $(BUILD)/guest-lib/entry.o $(BUILD)/guest-lib/note.o
+# The guest SDK (installed with `make install`, used by the in-tree guests the
+# same way): the guest library as one relocatable object per flavour, so the
+# entry point and the version note come along whatever the program uses.
+GUEST_LIB   := $(BUILD)/guest-sdk/snapbox-guest.o
+GUEST_LIB_PARTS := $(GUEST_LIB_CORE) $(BUILD)/guest-lib/start.o $(BUILD)/guest-lib/mem.o
+# Guests on Debian's musl C library: its headers and libc.a, and the guest
+# library's start-up and system-call layer instead of start.o and mem.o.
+# -nostartfiles (not -nostdlib): the compiler still ends the link with
+# -lgcc -lc, after the program, and -L makes -lc musl's.
+MUSL_DIR    := /usr/lib/x86_64-linux-musl
+MUSL_CFLAGS := -nostdinc -isystem /usr/include/x86_64-linux-musl \
+               -isystem $(shell $(CC) -print-file-name=include)
+GUEST_LIBC_CFLAGS := $(WARN) -O2 -fno-pic -fno-pie $(MUSL_CFLAGS) -Iinclude -Iguest/lib -I$(GEN)
+GUEST_LIBC  := $(BUILD)/guest-sdk/snapbox-guest-libc.o
+GUEST_LIBC_PARTS := $(GUEST_LIB_CORE) $(BUILD)/guest-lib/libc.o $(BUILD)/guest-lib/syscall.o
+GUEST_LINK_FLAGS := -no-pie -T guest/guest.ld -Wl,-z,max-page-size=4096 -Wl,--build-id=none \
+                    -Wl,-z,noexecstack
+GUEST_LIBC_LDFLAGS := -nostartfiles -static -L$(MUSL_DIR) $(GUEST_LINK_FLAGS)
 GUESTS      := $(BUILD)/guests/demo.elf $(BUILD)/guests/hostile.elf $(BUILD)/guests/plain.elf \
-               $(BUILD)/guests/bench.elf
+               $(BUILD)/guests/bench.elf $(BUILD)/guests/libctest.elf \
+               $(BUILD)/guests/rules.elf $(BUILD)/guests/wordfreq.elf
 
 TESTS_NATIVE := $(BUILD)/tests/test_loader $(BUILD)/tests/test_snapshot $(BUILD)/tests/test_api
-TESTS_KVM    := $(BUILD)/tests/test_kvm $(BUILD)/tests/test_template $(BUILD)/tests/test_crash
+TESTS_KVM    := $(BUILD)/tests/test_kvm $(BUILD)/tests/test_template $(BUILD)/tests/test_crash \
+                $(BUILD)/tests/test_libc $(BUILD)/tests/test_isolation
 CRASH_SHIM   := $(BUILD)/tests/crashshim.so
 DEPS_STAMP   := $(BUILD)/.deps-build
+
+# Installation: `make install PREFIX=/usr DESTDIR=/tmp/stage`.
+PREFIX       ?= /usr/local
+BINDIR       ?= $(PREFIX)/bin
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+MANDIR       ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+INSTALL      ?= install
+PUBLIC_HDRS  := include/snapbox.h include/sbx_abi.h $(GEN)/snapbox_version.h
+# The guest SDK: its objects and linker script, and the headers a guest includes.
+GUEST_SDKDIR ?= $(LIBDIR)/snapbox-guest
+GUEST_SDK_HDRS := guest/lib/sbx_guest.h include/sbx_abi.h
+
+# The goals that install missing packages first: every compile waits for
+# `deps` (order-only). Plain `make` / `make all` never run apt-get.
+DEPS_GOALS   := deps check check-install check-valgrind demo bench fuzz fuzz-replay
+DEPS_FIRST   := $(if $(filter $(DEPS_GOALS),$(MAKECMDGOALS)),deps)
 
 FUZZ_TARGETS := fuzz_elf fuzz_note fuzz_snap_header fuzz_snap_chunks fuzz_hypercall
 FUZZ_REPLAY  := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/replay_%)
@@ -47,62 +112,122 @@ FUZZ_CC      ?= clang
 FUZZ_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/fuzzobj/%.o)
 FUZZ_SEEDS   := $(BUILD)/fuzz/seeds/.stamp
 
-.PHONY: all check check-valgrind demo bench fuzz fuzz-replay clean deps
+.PHONY: all check check-install check-valgrind demo bench fuzz fuzz-replay clean deps \
+        install uninstall
 .SECONDARY:
 all: $(BUILD)/snapbox $(BUILD)/libsnapbox.a $(BUILD)/libsnapbox.so $(GUESTS)
 
-deps: $(DEPS_STAMP)
+# Always asks dpkg (cheap); installs only what is missing.
+deps:
+	sh scripts/deps.sh build
+
+# Kept for rules that still name it; new rules use $(DEPS_FIRST).
 $(DEPS_STAMP): scripts/deps.sh
 	@mkdir -p $(@D)
 	sh scripts/deps.sh build
 	@touch $@
 
-# The one source of the version: VERSION, checked and turned into a header.
-$(GEN)/sbx_version.h: VERSION scripts/gen-version.sh
+# The one source of the version: VERSION, checked and turned into the
+# installed header snapbox_version.h; sbx_version.h, the name the library and
+# the guest library include, is that header under its internal name.
+$(GEN)/snapbox_version.h: VERSION scripts/gen-version.sh
 	@mkdir -p $(@D)
 	sh scripts/gen-version.sh VERSION > $@.tmp && mv $@.tmp $@
 
-$(BUILD)/obj/%.o: %.c $(HEADERS) | $(DEPS_STAMP)
+$(GEN)/sbx_version.h: $(GEN)/snapbox_version.h
 	@mkdir -p $(@D)
-	@echo "  CC     $@"
-	$(Q)$(CC) $(HOST_CFLAGS) -fPIC -c $< -o $@
+	printf '/* Generated by the Makefile: the internal name of snapbox_version.h. */\n#include "snapbox_version.h"\n' > $@.tmp && mv $@.tmp $@
 
-$(BUILD)/san/%.o: %.c $(HEADERS) | $(DEPS_STAMP)
+# Everything compiled depends on the generated version headers (snapbox.h
+# includes them: a new version rebuilds everything, and so does the first
+# build of a tree made before the .d files existed) and, for DEPS_GOALS, waits
+# for the packages; the .d files name the other headers.
+$(BUILD)/obj/%.o: %.c $(GEN_HDRS) | $(DEPS_FIRST)
 	@mkdir -p $(@D)
 	@echo "  CC     $@"
-	$(Q)$(CC) $(HOST_CFLAGS) $(SAN) -c $< -o $@
+	$(Q)$(CC) $(HOST_CFLAGS) $(DEPFLAGS) -fPIC -c $< -o $@
 
-$(BUILD)/tsan/%.o: %.c $(HEADERS) | $(DEPS_STAMP)
+$(BUILD)/san/%.o: %.c $(GEN_HDRS) | $(DEPS_FIRST)
 	@mkdir -p $(@D)
 	@echo "  CC     $@"
-	$(Q)$(CC) $(HOST_CFLAGS) $(TSAN) -c $< -o $@
+	$(Q)$(CC) $(HOST_CFLAGS) $(DEPFLAGS) $(SAN) -c $< -o $@
+
+$(BUILD)/tsan/%.o: %.c $(GEN_HDRS) | $(DEPS_FIRST)
+	@mkdir -p $(@D)
+	@echo "  CC     $@"
+	$(Q)$(CC) $(HOST_CFLAGS) $(DEPFLAGS) $(TSAN) -c $< -o $@
 
 $(BUILD)/libsnapbox.a: $(LIB_OBJS)
 	@echo "  AR     $@"
-	$(Q)rm -f $@ && ar rcs $@ $^
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
-$(BUILD)/libsnapbox.so: $(LIB_OBJS)
+# Exports only the SBX_API functions (visibility), under the version node of
+# $(LIB_MAP); programs record the SONAME, libsnapbox.so.MAJOR.
+$(SHLIB): $(LIB_OBJS) $(LIB_MAP)
 	@echo "  CC     $@"
-	$(Q)$(CC) -shared -o $@ $^ $(LIBS)
+	$(Q)$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script,$(LIB_MAP) -Wl,-z,defs \
+	    $(LDFLAGS) -o $@ $(LIB_OBJS) $(LIBS)
+
+$(BUILD)/$(SONAME): $(SHLIB)
+	$(Q)ln -sf $(notdir $<) $@
+
+$(BUILD)/libsnapbox.so: $(BUILD)/$(SONAME)
+	$(Q)ln -sf $(notdir $<) $@
 
 $(BUILD)/snapbox: $(CLI_OBJS) $(BUILD)/libsnapbox.a
 	@echo "  CC     $@"
-	$(Q)$(CC) -o $@ $(CLI_OBJS) $(BUILD)/libsnapbox.a $(LIBS) $(CLI_LIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libsnapbox.a $(LIBS) $(CLI_LIBS)
 
-$(BUILD)/guest-lib/%.o: guest/lib/%.c $(HEADERS) guest/lib/sbx_guest.h | $(DEPS_STAMP)
+# General registers only: guest.c and libc.c run inside the guest's system
+# calls, which must leave vector registers as they found them.
+$(BUILD)/guest-lib/%.o: guest/lib/%.c $(GEN_HDRS) | $(DEPS_FIRST)
 	@mkdir -p $(@D)
 	@echo "  CC     $@"
-	$(Q)$(CC) $(GUEST_CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(GUEST_CFLAGS) -mgeneral-regs-only $(DEPFLAGS) -c $< -o $@
 
-$(BUILD)/guest-lib/%.o: guest/lib/%.S $(HEADERS) | $(DEPS_STAMP)
+$(BUILD)/guest-lib/libc.o: guest/lib/libc.c $(GEN_HDRS) | $(DEPS_FIRST)
 	@mkdir -p $(@D)
 	@echo "  CC     $@"
-	$(Q)$(CC) $(GUEST_CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(GUEST_LIBC_CFLAGS) -mno-red-zone -mgeneral-regs-only $(DEPFLAGS) -c $< -o $@
 
-$(BUILD)/guests/%.o: guest/%.c $(HEADERS) guest/lib/sbx_guest.h | $(DEPS_STAMP)
+$(BUILD)/guests/libc/%.o: guest/libc/%.c $(GEN_HDRS) | $(DEPS_FIRST)
 	@mkdir -p $(@D)
 	@echo "  CC     $@"
-	$(Q)$(CC) $(GUEST_CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(GUEST_LIBC_CFLAGS) $(DEPFLAGS) -c $< -o $@
+
+$(BUILD)/examples/%.o: examples/%.c $(GEN_HDRS) | $(DEPS_FIRST)
+	@mkdir -p $(@D)
+	@echo "  CC     $@"
+	$(Q)$(CC) $(GUEST_LIBC_CFLAGS) $(DEPFLAGS) -c $< -o $@
+
+$(GUEST_LIB): $(GUEST_LIB_PARTS)
+	@mkdir -p $(@D)
+	@echo "  LD     $@"
+	$(Q)$(CC) -nostdlib -r -o $@ $^
+
+$(GUEST_LIBC): $(GUEST_LIBC_PARTS)
+	@mkdir -p $(@D)
+	@echo "  LD     $@"
+	$(Q)$(CC) -nostdlib -r -o $@ $^
+
+# Guests on the C library: the test guest and the examples.
+$(BUILD)/guests/libctest.elf: $(BUILD)/guests/libc/libctest.o
+$(BUILD)/guests/rules.elf: $(BUILD)/examples/rules/rules.o
+$(BUILD)/guests/wordfreq.elf: $(BUILD)/examples/wordfreq/wordfreq.o
+$(BUILD)/guests/libctest.elf $(BUILD)/guests/rules.elf $(BUILD)/guests/wordfreq.elf: \
+		$(GUEST_LIBC) guest/guest.ld
+	@echo "  CC     $@"
+	$(Q)$(CC) $(GUEST_LIBC_LDFLAGS) -o $@ $(GUEST_LIBC) $(filter-out $(GUEST_LIBC) guest/guest.ld,$^)
+
+$(BUILD)/guest-lib/%.o: guest/lib/%.S $(GEN_HDRS) | $(DEPS_FIRST)
+	@mkdir -p $(@D)
+	@echo "  CC     $@"
+	$(Q)$(CC) $(GUEST_CFLAGS) $(DEPFLAGS) -c $< -o $@
+
+$(BUILD)/guests/%.o: guest/%.c $(GEN_HDRS) | $(DEPS_FIRST)
+	@mkdir -p $(@D)
+	@echo "  CC     $@"
+	$(Q)$(CC) $(GUEST_CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 $(BUILD)/guests/demo.elf: $(BUILD)/guests/demo/demo.o $(GUEST_LIB) guest/guest.ld
 	@echo "  CC     $@"
@@ -118,35 +243,45 @@ $(BUILD)/guests/bench.elf: $(BUILD)/guests/bench/bench.o $(GUEST_LIB) guest/gues
 	$(Q)$(CC) $(GUEST_LDFLAGS) -o $@ $(GUEST_LIB) $<
 
 # A guest without the guest library and without a version note.
-$(BUILD)/guests/plain.elf: guest/plain/plain.S $(HEADERS) guest/guest.ld | $(DEPS_STAMP)
+$(BUILD)/guests/plain.elf: guest/plain/plain.S guest/guest.ld $(GEN_HDRS) | $(DEPS_FIRST)
 	@mkdir -p $(@D)
 	@echo "  CC     $@"
-	$(Q)$(CC) $(GUEST_CFLAGS) $(GUEST_LDFLAGS) -o $@ $<
+	$(Q)$(CC) $(GUEST_CFLAGS) $(DEPFLAGS) $(GUEST_LDFLAGS) -o $@ $<
 
 # Tests run against the library built with ASan and UBSan.
-$(BUILD)/tests/%: tests/%.c tests/testutil.h $(SAN_OBJS) $(HEADERS)
+$(BUILD)/tests/%: tests/%.c tests/testutil.h $(SAN_OBJS)
 	@mkdir -p $(@D)
 	@echo "  CC     $@"
-	$(Q)$(CC) $(HOST_CFLAGS) $(SAN) -Itests -o $@ $< $(SAN_OBJS) $(LIBS) -lcmocka
+	$(Q)$(CC) $(HOST_CFLAGS) $(DEPFLAGS) $(SAN) -Itests $(LDFLAGS) -o $@ $< $(SAN_OBJS) $(LIBS) -lcmocka
 
 # The concurrency suite (many threads restoring, calling and resetting from
 # one template) again under ThreadSanitizer; any report fails it.
 TEST_TSAN := $(BUILD)/tsan/tests/test_template
-$(TEST_TSAN): tests/test_template.c tests/testutil.h $(TSAN_OBJS) $(HEADERS)
+$(TEST_TSAN): tests/test_template.c tests/testutil.h $(TSAN_OBJS)
 	@mkdir -p $(@D)
 	@echo "  CC     $@"
-	$(Q)$(CC) $(HOST_CFLAGS) $(TSAN) -Itests -o $@ $< $(TSAN_OBJS) $(LIBS) -lcmocka
+	$(Q)$(CC) $(HOST_CFLAGS) $(DEPFLAGS) $(TSAN) -Itests $(LDFLAGS) -o $@ $< $(TSAN_OBJS) $(LIBS) -lcmocka
 
 # Fault injection for the crash-safety test, preloaded into the plain CLI.
 $(CRASH_SHIM): tests/crashshim.c
 	@mkdir -p $(@D)
 	@echo "  CC     $@"
-	$(Q)$(CC) $(WARN) -O2 -shared -fPIC -o $@ $< -ldl
+	$(Q)$(CC) $(WARN) -O2 $(CPPFLAGS) $(CFLAGS) -shared -fPIC $(LDFLAGS) -o $@ $< -ldl
 
 check: all $(TESTS_NATIVE) $(TESTS_KVM) $(TEST_TSAN) $(CRASH_SHIM) fuzz-replay
 	@for t in $(TESTS_NATIVE); do echo "== $$t"; SBX_BUILD=$(BUILD) $$t || exit 1; done
 	@echo "== tests/test_cli.sh"; sh tests/test_cli.sh $(BUILD)
 	@for t in $(TESTS_KVM) $(TEST_TSAN); do echo "== $$t"; sh tests/run-kvm.sh $$t $(BUILD) || exit 1; done
+	@$(MAKE) --no-print-directory check-install
+
+# Install into a scratch DESTDIR, build a C and a C++ program against it with
+# pkg-config alone, run them, read the man pages, uninstall. Runs last in
+# `make check`, so that the suites' results come first.
+# (A line naming $(MAKE) runs even under `make -n`: then it only says what it would do.)
+DRY_RUN := $(findstring n,$(firstword -$(MAKEFLAGS)))
+check-install: all
+	@echo "== tests/test_install.sh"
+	@$(if $(DRY_RUN),echo) MAKE="$(MAKE)" BUILD="$(BUILD)" CC="$(CC)" sh tests/test_install.sh
 
 # The CLI's paths under valgrind's memcheck: no error, no leak. KVM paths run
 # natively or inside the KVM test VM.
@@ -167,10 +302,10 @@ check-api: $(BUILD)/libsnapbox.so
 check: check-api
 
 # ---- fuzzing: libFuzzer builds (clang) and gcc replay builds of each target ----
-$(BUILD)/fuzz/seed: tests/fuzz/seed.c $(SAN_OBJS) $(HEADERS)
+$(BUILD)/fuzz/seed: tests/fuzz/seed.c $(SAN_OBJS)
 	@mkdir -p $(@D)
 	@echo "  CC     $@"
-	$(Q)$(CC) $(HOST_CFLAGS) $(SAN) -o $@ $< $(SAN_OBJS) $(LIBS)
+	$(Q)$(CC) $(HOST_CFLAGS) $(DEPFLAGS) $(SAN) $(LDFLAGS) -o $@ $< $(SAN_OBJS) $(LIBS)
 
 $(FUZZ_SEEDS): $(BUILD)/fuzz/seed $(GUESTS)
 	rm -rf $(@D) && $(BUILD)/fuzz/seed $(BUILD)/guests $(@D) && touch $@
@@ -178,7 +313,7 @@ $(FUZZ_SEEDS): $(BUILD)/fuzz/seed $(GUESTS)
 $(BUILD)/fuzz/replay_%: tests/fuzz/%.c tests/fuzz/replay.c tests/fuzz/snapfix.h $(SAN_OBJS) $(HEADERS)
 	@mkdir -p $(@D)
 	@echo "  CC     $@"
-	$(Q)$(CC) $(HOST_CFLAGS) $(SAN) -o $@ $< tests/fuzz/replay.c $(SAN_OBJS) $(LIBS)
+	$(Q)$(CC) $(HOST_CFLAGS) $(SAN) $(LDFLAGS) -o $@ $< tests/fuzz/replay.c $(SAN_OBJS) $(LIBS)
 
 # Every seed and every regression input, replayed under ASan and UBSan.
 fuzz-replay: $(FUZZ_REPLAY) $(FUZZ_SEEDS)
@@ -190,17 +325,17 @@ $(BUILD)/.deps-fuzz: scripts/deps.sh
 	sh scripts/deps.sh fuzz
 	@touch $@
 
-$(BUILD)/fuzzobj/%.o: %.c $(HEADERS) | $(BUILD)/.deps-fuzz $(DEPS_STAMP)
+$(BUILD)/fuzzobj/%.o: %.c $(GEN_HDRS) | $(BUILD)/.deps-fuzz $(DEPS_FIRST)
 	@mkdir -p $(@D)
 	@echo "  CLANG  $@"
-	$(Q)$(FUZZ_CC) $(HOST_CFLAGS) -O1 -fsanitize=fuzzer-no-link,address,undefined \
+	$(Q)$(FUZZ_CC) $(HOST_CFLAGS) $(DEPFLAGS) -O1 -fsanitize=fuzzer-no-link,address,undefined \
 	    -fno-sanitize-recover=all -c $< -o $@
 
 $(BUILD)/fuzz/bin/%: tests/fuzz/%.c tests/fuzz/snapfix.h $(FUZZ_OBJS)
 	@mkdir -p $(@D)
 	@echo "  CLANG  $@"
 	$(Q)$(FUZZ_CC) $(HOST_CFLAGS) -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	    -o $@ $< $(FUZZ_OBJS) $(LIBS)
+	    $(LDFLAGS) -o $@ $< $(FUZZ_OBJS) $(LIBS)
 
 # Each target for FUZZ_SECONDS (default 60), then its whole corpus replayed.
 fuzz: $(FUZZ_BINS) $(FUZZ_REPLAY) $(FUZZ_SEEDS)
@@ -211,10 +346,56 @@ BENCH_SRCS := $(wildcard bench/*.c)
 $(BUILD)/bench/bench: $(BENCH_SRCS) bench/bench.h guest/bench/content.h $(LIB_OBJS) $(HEADERS)
 	@mkdir -p $(@D)
 	@echo "  CC     $@"
-	$(Q)$(CC) $(HOST_CFLAGS) -o $@ $(BENCH_SRCS) $(LIB_OBJS) $(LIBS)
+	$(Q)$(CC) $(HOST_CFLAGS) $(LDFLAGS) -o $@ $(BENCH_SRCS) $(LIB_OBJS) $(LIBS)
 
 bench: all $(BUILD)/bench/bench
 	sh scripts/bench.sh $(BUILD)
 
+# A directory as snapbox.pc writes it: under ${prefix} where it is.
+pc_dir = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+
+# ---- installation: PREFIX (default /usr/local), DESTDIR, BINDIR, LIBDIR,
+# INCLUDEDIR, MANDIR, PKGCONFIGDIR; `make uninstall` with the same values
+# removes exactly what `make install` put there.
+install: all
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
+	    $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 \
+	    $(DESTDIR)$(GUEST_SDKDIR) $(DESTDIR)$(INCLUDEDIR)/snapbox-guest
+	$(INSTALL) -m 755 $(BUILD)/snapbox $(DESTDIR)$(BINDIR)/snapbox
+	$(INSTALL) -m 644 $(BUILD)/libsnapbox.a $(DESTDIR)$(LIBDIR)/libsnapbox.a
+	$(INSTALL) -m 755 $(SHLIB) $(DESTDIR)$(LIBDIR)/$(notdir $(SHLIB))
+	ln -sf $(notdir $(SHLIB)) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libsnapbox.so
+	$(INSTALL) -m 644 $(PUBLIC_HDRS) $(DESTDIR)$(INCLUDEDIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(call pc_dir,$(LIBDIR))|g' \
+	    -e 's|@INCLUDEDIR@|$(call pc_dir,$(INCLUDEDIR))|g' -e 's|@VERSION@|$(VERSION_STRING)|g' \
+	    snapbox.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/snapbox.pc
+	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/snapbox.pc
+	$(INSTALL) -m 644 docs/man/snapbox.1 $(DESTDIR)$(MANDIR)/man1/snapbox.1
+	$(INSTALL) -m 644 docs/man/libsnapbox.3 $(DESTDIR)$(MANDIR)/man3/libsnapbox.3
+	$(INSTALL) -m 644 $(GUEST_LIB) $(GUEST_LIBC) guest/guest.ld $(DESTDIR)$(GUEST_SDKDIR)/
+	$(INSTALL) -m 644 $(GUEST_SDK_HDRS) $(DESTDIR)$(INCLUDEDIR)/snapbox-guest/
+	for pc in snapbox-guest snapbox-guest-libc; do \
+	    sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(call pc_dir,$(LIBDIR))|g' \
+	        -e 's|@INCLUDEDIR@|$(call pc_dir,$(INCLUDEDIR))|g' -e 's|@VERSION@|$(VERSION_STRING)|g' \
+	        -e 's|@MUSL_DIR@|$(MUSL_DIR)|g' -e 's|@CC_INCLUDE@|$(shell $(CC) -print-file-name=include)|g' \
+	        $$pc.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/$$pc.pc && chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/$$pc.pc; \
+	done
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/snapbox
+	rm -f $(DESTDIR)$(LIBDIR)/libsnapbox.a $(DESTDIR)$(LIBDIR)/$(notdir $(SHLIB)) \
+	    $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libsnapbox.so
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/,$(notdir $(PUBLIC_HDRS)))
+	rm -f $(DESTDIR)$(PKGCONFIGDIR)/snapbox.pc
+	rm -f $(DESTDIR)$(MANDIR)/man1/snapbox.1 $(DESTDIR)$(MANDIR)/man3/libsnapbox.3
+	rm -f $(addprefix $(DESTDIR)$(GUEST_SDKDIR)/,$(notdir $(GUEST_LIB) $(GUEST_LIBC)) guest.ld)
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/snapbox-guest/,$(notdir $(GUEST_SDK_HDRS)))
+	rm -f $(DESTDIR)$(PKGCONFIGDIR)/snapbox-guest.pc $(DESTDIR)$(PKGCONFIGDIR)/snapbox-guest-libc.pc
+	-rmdir $(DESTDIR)$(GUEST_SDKDIR) $(DESTDIR)$(INCLUDEDIR)/snapbox-guest 2>/dev/null
+
 clean:
 	rm -rf $(BUILD)
+
+# The header dependencies the compiler wrote (absent before the first build).
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -22,7 +22,7 @@
 #include <stdint.h>
 #endif
 
-#define SBX_ABI_VERSION 1
+#define SBX_ABI_VERSION 2
 
 /* Unsigned 64-bit constants that the assembler can read too. */
 #ifdef __ASSEMBLER__
@@ -105,6 +105,12 @@ SBX_ABI_ASSERT(sizeof(struct sbx_note_version_desc) == SBX_NOTE_DESC_SIZE, "note
 #define SBX_HC_LOG 3       /* a0 = level, a1 = message gpa, a2 = length */
 #define SBX_HC_ABORT 4     /* a0 = code (int32), a1 = message gpa, a2 = length */
 #define SBX_HC_HOST_CALL 5 /* a0 = name gpa, a1 = name length; args in xchg.args */
+#define SBX_HC_TIME 6      /* a0 = SBX_CLOCK_*; the host answers a0 = seconds, a1 = nanoseconds */
+#define SBX_HC_RANDOM 7    /* a0 = gpa, a1 = length <= SBX_RANDOM_MAX: fill with fresh host entropy */
+
+#define SBX_CLOCK_REALTIME 0
+#define SBX_CLOCK_MONOTONIC 1
+#define SBX_RANDOM_MAX 256u
 
 /* Exchange-area offsets for guests written in assembly (guest/plain);
  * checked against struct sbx_xchg below. */
@@ -179,7 +185,9 @@ struct sbx_xchg {
     int32_t host_status;                     /* host call: 0 ok, negative error */
     uint32_t data_used;
     uint64_t mem_size; /* host-written: guest memory size, the heap ends there */
-    uint8_t reserved[232];
+    uint32_t restored; /* call request: 1 in the first call after a restore or reset */
+    uint32_t reserved0;
+    uint8_t reserved[224];
     uint8_t data[]; /* to SBX_LAYOUT_XCHG + SBX_LAYOUT_XCHG_SIZE */
 };
 #define SBX_XCHG_HEADER_SIZE 512u

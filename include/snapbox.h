@@ -35,6 +35,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "snapbox_version.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -128,6 +130,11 @@ enum sbx_version_policy {
     SBX_VERSION_RELAXED = 1, /* same major.minor and ABI, guest patch >= host patch */
     SBX_VERSION_ABI = 2,     /* any guest whose note carries this host's ABI version */
 };
+
+/* The library's version at run time: SBX_VERSION_NUMBER and SBX_VERSION_STRING
+ * of the libsnapbox actually linked, which may be newer than the header. */
+SBX_API unsigned sbx_version_number(void);
+SBX_API const char *sbx_version_string(void);
 
 /* This host's version (from the VERSION file) and ABI. */
 SBX_API void sbx_host_version(struct sbx_version *out);

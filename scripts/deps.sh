@@ -1,7 +1,8 @@
 #!/bin/sh
 # deps.sh - install the Debian packages snapbox needs, only those missing.
 # usage: scripts/deps.sh [build|vm|bench|fuzz|valgrind|all]   (default: all)
-#   build: compiler-side libraries (libelf, lz4, xxHash, cmocka, binutils)
+#   build: compiler-side libraries (libelf, lz4, xxHash, cmocka, binutils), and
+#          pkg-config, g++ and man (man-db, groff-base) for the install test
 #   vm:    what tests/kvm-vm.sh needs to boot a KVM-capable QEMU VM
 #   bench: the lz4 command line tool, the size reference of `make bench`
 #   fuzz:  clang with libFuzzer and its sanitizer runtimes (`make fuzz`)
@@ -9,7 +10,7 @@
 # Set SNAPBOX_NO_INSTALL=1 to only report what is missing.
 set -eu
 what=${1:-all}
-build_pkgs="gcc make binutils libelf-dev liblz4-dev libxxhash-dev libcmocka-dev libseccomp-dev libjansson-dev python3"
+build_pkgs="gcc make binutils libelf-dev liblz4-dev libxxhash-dev libcmocka-dev libseccomp-dev libjansson-dev python3 pkg-config g++ man-db groff-base musl-dev"
 vm_pkgs="qemu-system-x86 busybox-static cpio gzip"
 bench_pkgs="lz4"
 fuzz_pkgs="clang libclang-rt-dev"   # libFuzzer and the sanitizer runtimes are only recommended by clang

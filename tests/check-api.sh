@@ -17,11 +17,11 @@ trap 'rm -rf "$tmp"' EXIT INT TERM
 
 printf '#include "snapbox.h"\n' > "$tmp/only.c"
 cp "$tmp/only.c" "$tmp/only.cpp"
-$CC -std=c11 -Wall -Wextra -Werror -pedantic -Iinclude -fsyntax-only "$tmp/only.c"
-$CXX -std=c++17 -Wall -Wextra -Werror -pedantic -Iinclude -fsyntax-only "$tmp/only.cpp"
+$CC -std=c11 -Wall -Wextra -Werror -pedantic -Iinclude -I"$build/gen" -fsyntax-only "$tmp/only.c"
+$CXX -std=c++17 -Wall -Wextra -Werror -pedantic -Iinclude -I"$build/gen" -fsyntax-only "$tmp/only.cpp"
 echo "check-api: snapbox.h compiles alone as C11 and C++17"
 
-if $CC -std=c11 -Iinclude -E "$tmp/only.c" | grep -q 'sbx_abi'; then
+if $CC -std=c11 -Iinclude -I"$build/gen" -E "$tmp/only.c" | grep -q 'sbx_abi'; then
     echo "check-api: snapbox.h pulls in the guest ABI (sbx_abi.h)" >&2
     exit 1
 fi
@@ -38,7 +38,7 @@ int main()
     return (int)(cfg.deadline_ms + fi.nargs) - 100;
 }
 CXX
-$CXX -std=c++17 -Wall -Wextra -Werror -pedantic -Iinclude -c -o "$tmp/use.o" "$tmp/use.cpp"
+$CXX -std=c++17 -Wall -Wextra -Werror -pedantic -Iinclude -I"$build/gen" -c -o "$tmp/use.o" "$tmp/use.cpp"
 echo "check-api: a C++ program fills sized structs"
 
 nm -D --defined-only "$build/libsnapbox.so" | awk '{print $3}' | sed 's/@.*//' | sort -u \

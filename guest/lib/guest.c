@@ -5,9 +5,8 @@
 
 static struct sbx_abi_func functab[SBX_MAX_FUNCS];
 static unsigned nfuncs;
-static uint64_t heap_next = SBX_LAYOUT_HEAP;
 
-static void hypercall(uint8_t op)
+void sbx_hypercall(uint8_t op)
 {
     __asm__ volatile("outb %0, %1" : : "a"(op), "i"(SBX_PORT_HYPERCALL) : "memory");
 }
@@ -17,7 +16,7 @@ void sbx_log(enum sbx_abi_log_level level, const char *msg)
     SBX_XCHG->hc_a[0] = (uint64_t)level;
     SBX_XCHG->hc_a[1] = (uint64_t)(uintptr_t)msg;
     SBX_XCHG->hc_a[2] = strlen(msg);
-    hypercall(SBX_HC_LOG);
+    sbx_hypercall(SBX_HC_LOG);
 }
 
 _Noreturn void sbx_abort(int32_t code, const char *msg)
@@ -27,7 +26,7 @@ _Noreturn void sbx_abort(int32_t code, const char *msg)
     SBX_XCHG->hc_a[2] = strlen(msg);
     for (;;) {
         /* The host never resumes an aborted guest; halt if it does. */
-        hypercall(SBX_HC_ABORT);
+        sbx_hypercall(SBX_HC_ABORT);
         __asm__ volatile("hlt");
     }
 }
@@ -63,20 +62,10 @@ int sbx_host_call(const char *name, struct sbx_abi_value *ret, unsigned nargs,
     x->nargs = nargs;
     for (unsigned i = 0; i < nargs; i++)
         x->args[i] = args[i];
-    hypercall(SBX_HC_HOST_CALL);
+    sbx_hypercall(SBX_HC_HOST_CALL);
     if (x->host_status == 0 && ret)
         *ret = x->ret;
     return x->host_status;
-}
-
-void *sbx_alloc(size_t size)
-{
-    uint64_t start = (heap_next + 15) & ~15ull;
-    uint64_t end = SBX_XCHG->mem_size;
-    if (start > end || size > end - start)
-        return NULL;
-    heap_next = start + size;
-    return (void *)(uintptr_t)start;
 }
 
 static void dispatch(void)
@@ -95,50 +84,45 @@ static void dispatch(void)
     x->ret = ret;
 }
 
-/* Called by _start with the stack set up by the host. */
+#define MAX_RESTORE_HOOKS 16
+static void (*restore_hooks[MAX_RESTORE_HOOKS])(void);
+static unsigned nrestore_hooks;
+
+void sbx_on_restore(void (*fn)(void))
+{
+    if (nrestore_hooks == MAX_RESTORE_HOOKS)
+        sbx_abort(-1, "sbx_on_restore: too many hooks");
+    restore_hooks[nrestore_hooks++] = fn;
+}
+
+/* The host sets xchg.restored in the first call request after a restore or
+ * reset; the hooks run then, before the call. */
+static void run_restore_hooks(void)
+{
+    if (!SBX_XCHG->restored)
+        return;
+    for (unsigned i = 0; i < nrestore_hooks; i++)
+        restore_hooks[i]();
+}
+
+/* Weak: the C library glue (libc.c) flushes stdio after each call. */
+__attribute__((weak)) void sbx_guest_call_done(void) {}
+__attribute__((weak)) void sbx_guest_call_start(void) {}
+
+/* Called with the stack set up by the host (freestanding), or by the C
+ * library after its start-up (libc.c). */
 _Noreturn void sbx_guest_main(void)
 {
     sbx_guest_init();
     SBX_XCHG->hc_a[0] = (uint64_t)(uintptr_t)functab;
     SBX_XCHG->hc_a[1] = nfuncs;
-    hypercall(SBX_HC_READY);
+    sbx_hypercall(SBX_HC_READY);
     for (;;) {
+        run_restore_hooks();
+        sbx_guest_call_start();
         dispatch();
-        hypercall(SBX_HC_RETURN);
+        sbx_guest_call_done();
+        sbx_hypercall(SBX_HC_RETURN);
     }
 }
 
-/* The compiler may emit calls to these even in freestanding code. */
-void *memcpy(void *dst, const void *src, size_t n)
-{
-    unsigned char *d = dst;
-    const unsigned char *s = src;
-    while (n--)
-        *d++ = *s++;
-    return dst;
-}
-
-void *memset(void *dst, int c, size_t n)
-{
-    unsigned char *d = dst;
-    while (n--)
-        *d++ = (unsigned char)c;
-    return dst;
-}
-
-int memcmp(const void *a, const void *b, size_t n)
-{
-    const unsigned char *p = a, *q = b;
-    for (; n; n--, p++, q++)
-        if (*p != *q)
-            return *p < *q ? -1 : 1;
-    return 0;
-}
-
-size_t strlen(const char *s)
-{
-    size_t n = 0;
-    while (s[n])
-        n++;
-    return n;
-}

@@ -75,6 +75,17 @@ _Noreturn void sbx_abort(int32_t code, const char *msg);
 int sbx_host_call(const char *name, struct sbx_abi_value *ret, unsigned nargs,
                   const struct sbx_abi_value *args);
 
+/* Run fn before the first call after every restore or reset (at most 16
+ * hooks), e.g. to reseed a random generator: sandboxes restored from one
+ * snapshot start with the same memory. */
+void sbx_on_restore(void (*fn)(void));
+
+/* Initialise (sbx_guest_init), tell the host, serve calls; never returns. */
+_Noreturn void sbx_guest_main(void);
+
+/* Make hypercall op (the exchange area holds its request). */
+void sbx_hypercall(uint8_t op);
+
 /* Bump allocator over the heap (SBX_LAYOUT_HEAP to the end of guest memory);
  * returns NULL when the heap is exhausted. Memory is never freed. */
 void *sbx_alloc(size_t size);

@@ -46,7 +46,7 @@ struct cli_opt {
 /* Keys of the long-only options: above every letter, below nothing getopt uses. */
 enum cli_key {
     KEY_JSON = 256, KEY_POLICY, KEY_RELAXED, KEY_REQUIRE_NOTE, KEY_MEM, KEY_DEADLINE,
-    KEY_HC, KEY_TIME, KEY_REQUESTS, KEY_NO_SECCOMP,
+    KEY_HC, KEY_TIME, KEY_REQUESTS, KEY_NO_SECCOMP, KEY_WARM,
 };
 
 /* The options of every command that loads a guest or a snapshot (opts.c). */
@@ -81,6 +81,9 @@ struct cli {
     uint64_t mem_size;
     uint32_t deadline_ms;
     long requests;
+#define CLI_MAX_WARM 16
+    const char *warm[CLI_MAX_WARM]; /* create --warm: calls made before the snapshot */
+    int nwarm;
     const char *out;
     char **pos; /* the positional arguments, options removed */
     int npos;

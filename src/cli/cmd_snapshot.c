@@ -1,6 +1,9 @@
 /* cmd_snapshot.c - `snapbox create | info | verify`: snapshot files. info and
  * verify describe a file of any version this build can read, with a verdict
  * line on whether it would be restored under the policy. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "cli.h"
 
 static int emit_created(const struct cli *c, const struct sbx_snapshot *snap, double init_ms,
@@ -22,6 +25,31 @@ static int emit_created(const struct cli *c, const struct sbx_snapshot *snap, do
     return EXIT_OK_;
 }
 
+/* One --warm call: "FUNC ARG..." split at spaces, arguments parsed by FUNC's
+ * signature (an argument with spaces comes from a file: @FILE). */
+static int warm_call(struct sbx_sandbox *s, const char *text, struct sbx_diag *diag)
+{
+    char *copy = strdup(text), *words[1 + SBX_MAX_ARGS + 1], *save = NULL;
+    if (!copy) {
+        *diag = (struct sbx_diag){ .code = SBX_E_NOMEM };
+        return SBX_E_NOMEM;
+    }
+    int n = 0;
+    for (char *w = strtok_r(copy, " ", &save); w && n < (int)(sizeof words / sizeof *words);
+         w = strtok_r(NULL, " ", &save))
+        words[n++] = w;
+    struct cli_args a = { 0 };
+    int rc = SBX_E_ARGS;
+    if (n == 0)
+        snprintf(diag->msg, sizeof diag->msg, "--warm '%s' names no function", text);
+    else if ((rc = cli_args_parse(s, words[0], words + 1, n - 1, &a, diag)) == 0)
+        rc = sbx_sandbox_call(s, words[0], a.v, (size_t)(n - 1), NULL, diag);
+    diag->code = rc;
+    cli_args_free(&a);
+    free(copy);
+    return rc;
+}
+
 static int create(struct cli *c)
 {
     struct sbx_diag diag = { 0 };
@@ -38,6 +66,9 @@ static int create(struct cli *c)
     if (!fns || cli_load_guest(c, c->pos[0], &g, &diag) ||
         sbx_sandbox_create(g, &cfg, &s, &diag))
         goto fail;
+    for (int i = 0; i < c->nwarm; i++)
+        if (warm_call(s, c->warm[i], &diag))
+            goto fail;
     double t1 = cli_now_ms();
     if (sbx_snapshot_take(s, &sopts, &snap, &diag) || sbx_snapshot_write(snap, c->out, &diag))
         goto fail;
@@ -204,6 +235,14 @@ static int set_hc(struct cli *c, const char *val)
     return 0;
 }
 
+static int add_warm(struct cli *c, const char *val)
+{
+    if (c->nwarm == CLI_MAX_WARM)
+        return cli_usage(c, "at most %d --warm calls", CLI_MAX_WARM);
+    c->warm[c->nwarm++] = val;
+    return 0;
+}
+
 const struct cli_cmd cli_cmd_create = {
     .name = "create",
     .synopsis = "GUEST.elf -o FILE.snap",
@@ -214,8 +253,10 @@ const struct cli_cmd cli_cmd_create = {
         { "output", 'o', "FILE.snap", "the snapshot file to write (required)", set_out },
         { "hc", KEY_HC, NULL, "LZ4HC: smaller file, slower capture", set_hc },
         { "mem", KEY_MEM, "SIZE", "guest memory, e.g. 16M (default 8M)", cli_set_mem },
-        { "deadline", KEY_DEADLINE, "MS", "deadline for the guest's init (default 1000)",
-          cli_set_deadline },
+        { "deadline", KEY_DEADLINE, "MS", "deadline for the guest's init and each --warm call "
+          "(default 1000)", cli_set_deadline },
+        { "warm", KEY_WARM, "'FUNC ARG...'", "call FUNC before the snapshot, so the warm state is "
+          "captured (repeatable, in order; arguments split at spaces)", add_warm },
         CLI_OPTS_COMMON,
     },
     .run = create,

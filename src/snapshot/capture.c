@@ -217,7 +217,7 @@ static void scrub_call_data(struct sbx_sandbox *s)
     memset(x->hc_a, 0, sizeof x->hc_a);
     memset(x->args, 0, sizeof x->args);
     memset(&x->ret, 0, sizeof x->ret);
-    x->call_index = x->nargs = 0;
+    x->call_index = x->nargs = x->restored = 0;
     x->host_status = 0;
     memset(x->data, 0, s->xchg_dirty_hi);
 }

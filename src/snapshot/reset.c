@@ -134,6 +134,7 @@ int sbx_sandbox_reset(struct sbx_sandbox *s, struct sbx_diag *diag)
     /* The function table and guest facts cannot change: only the vCPU goes back. */
     if (rc || (rc = sbx_vcpu_load(&s->vm, s->reset_state, diag)))
         goto fail;
+    sbx_sandbox_mark_restored(s);
     s->poisoned = false;
     s->xchg_data_used = 0;
     s->xchg_dirty_hi = 0;

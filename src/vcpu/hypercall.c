@@ -1,7 +1,10 @@
 /* hypercall.c - decode and serve the guest's hypercalls. Everything the guest
  * hands over is read once from the exchange area and range-checked. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "vcpu.h"
 
@@ -13,6 +16,8 @@ static const char *op_name(uint8_t op)
     case SBX_HC_LOG: return "LOG";
     case SBX_HC_ABORT: return "ABORT";
     case SBX_HC_HOST_CALL: return "HOST_CALL";
+    case SBX_HC_TIME: return "TIME";
+    case SBX_HC_RANDOM: return "RANDOM";
     default: return "unknown";
     }
 }
@@ -104,6 +109,40 @@ static int hc_host_call(struct sbx_sandbox *s, const struct sbx_xchg *x, struct 
     return 0;
 }
 
+/* Host time; the guest library keeps its monotonic clock from going back
+ * across a restore on another host. */
+static int hc_time(struct sbx_sandbox *s, const struct sbx_xchg *x, struct sbx_diag *diag)
+{
+    if (x->hc_a[0] != SBX_CLOCK_REALTIME && x->hc_a[0] != SBX_CLOCK_MONOTONIC)
+        return sbx_fail(diag, SBX_E_GUEST_ABI, "guest asked for clock %llu, not 0 or 1",
+                        (unsigned long long)x->hc_a[0]);
+    struct timespec ts;
+    clock_gettime(x->hc_a[0] == SBX_CLOCK_REALTIME ? CLOCK_REALTIME : CLOCK_MONOTONIC, &ts);
+    struct sbx_xchg *shared = sbx_xchg(&s->vm);
+    shared->hc_a[0] = (uint64_t)ts.tv_sec;
+    shared->hc_a[1] = (uint64_t)ts.tv_nsec;
+    return 0;
+}
+
+/* Fresh entropy on every call: sandboxes restored from one snapshot must not
+ * share random streams. */
+static int hc_random(struct sbx_sandbox *s, const struct sbx_xchg *x, struct sbx_diag *diag)
+{
+    uint8_t *dst = x->hc_a[1] <= SBX_RANDOM_MAX ? sbx_mem_at(&s->vm, x->hc_a[0], x->hc_a[1]) : NULL;
+    if (!dst)
+        return sbx_fail(diag, SBX_E_GUEST_ABI, "guest asked for %llu random bytes at 0x%llx: "
+                        "outside its memory or over %u", (unsigned long long)x->hc_a[1],
+                        (unsigned long long)x->hc_a[0], SBX_RANDOM_MAX);
+    for (size_t got = 0; got < x->hc_a[1];) {
+        ssize_t n = getrandom(dst + got, x->hc_a[1] - got, 0);
+        if (n < 0 && errno != EINTR)
+            return sbx_fail(diag, SBX_E_KVM, "getrandom for the guest failed: %s",
+                            strerror(errno));
+        got += n > 0 ? (size_t)n : 0;
+    }
+    return 0;
+}
+
 int sbx_hypercall(struct sbx_sandbox *s, uint8_t op, uint8_t until, struct sbx_diag *diag)
 {
     struct sbx_xchg x;
@@ -112,6 +151,8 @@ int sbx_hypercall(struct sbx_sandbox *s, uint8_t op, uint8_t until, struct sbx_d
     case SBX_HC_LOG: return hc_log(s, &x, diag);
     case SBX_HC_ABORT: return hc_abort(s, &x, diag);
     case SBX_HC_HOST_CALL: return hc_host_call(s, &x, diag);
+    case SBX_HC_TIME: return hc_time(s, &x, diag);
+    case SBX_HC_RANDOM: return hc_random(s, &x, diag);
     case SBX_HC_READY:
     case SBX_HC_RETURN:
         if (op == until)

@@ -260,6 +260,8 @@ static int call_locked(struct sbx_sandbox *s, const char *name, const struct sbx
         return rc;
     write_args(s, args, nargs);
     struct sbx_xchg *x = sbx_xchg(&s->vm);
+    x->restored = s->restored;
+    s->restored = false;
     x->call_index = (uint32_t)(f - s->funcs);
     x->nargs = (uint32_t)nargs;
     x->ret = (struct sbx_abi_value){ .type = sbx_type_to_abi(f->ret_type) };
@@ -287,8 +289,15 @@ int sbx_sandbox_start_state(struct sbx_sandbox *s, const struct sbx_vcpu_state *
         return rc;
     if (!s->reset_state && !(s->reset_state = malloc(sizeof *s->reset_state)))
         return sbx_fail(diag, SBX_E_NOMEM, "out of memory for the vCPU state");
-    return sbx_vcpu_save(&s->vm, s->reset_state, diag);
+    rc = sbx_vcpu_save(&s->vm, s->reset_state, diag);
+    sbx_sandbox_mark_restored(s);
+    return rc;
 }
+
+/* The next call request tells the guest library to run its restore hooks.
+ * Kept in the sandbox, not guest memory, so a reset leaves memory exactly
+ * the template's. */
+void sbx_sandbox_mark_restored(struct sbx_sandbox *s) { s->restored = true; }
 
 int sbx_sandbox_set_functions(struct sbx_sandbox *s, const struct sbx_func *funcs, size_t n,
                               struct sbx_diag *diag)

@@ -97,6 +97,7 @@ struct sbx_sandbox {
     struct sbx_func funcs[SBX_MAX_FUNCS];
     size_t nfuncs;
     bool poisoned;
+    bool restored;           /* restored or reset since the last call */
     atomic_bool in_call;     /* a call runs: a host function re-entering gets SBX_E_BUSY */
     uint32_t xchg_data_used; /* bytes of xchg.data holding this call's host-written data */
     struct sbx_deadline deadline; /* the calling thread's timer, kept between calls */
@@ -128,6 +129,8 @@ const struct sbx_guest_facts *sbx_sandbox_guest_facts(const struct sbx_sandbox *
 /* Describe f into the caller's out, up to out->sz (sbx_sandbox_function and
  * sbx_snapshot_function). */
 int sbx_func_info_out(const struct sbx_func *f, struct sbx_func_info *out, struct sbx_diag *diag);
+/* sandbox.c: tell the guest it was restored or reset (xchg.restored). */
+void sbx_sandbox_mark_restored(struct sbx_sandbox *s);
 /* sandbox.c: allocate a sandbox with a resolved configuration, no VM yet. */
 int sbx_sandbox_alloc(const struct sbx_config *cfg, uint64_t mem_size, struct sbx_sandbox **out,
                       struct sbx_diag *diag);

@@ -22,6 +22,11 @@
 #define CR4_PAE (1ull << 5)
 #define CR4_OSFXSR (1ull << 9)
 #define CR4_OSXMMEXCPT (1ull << 10)
+#define CR4_OSXSAVE (1ull << 18)
+#define EFER_SCE (1ull << 0)
+#define CPUID1_ECX_XSAVE (1u << 26)
+#define XCR0_X87_SSE 0x3ull
+#define XCR0_WANTED 0xe7ull /* x87, SSE, AVX, AVX-512 opmask, ZMM_Hi256, Hi16_ZMM */
 #define EFER_LME (1ull << 8)
 #define EFER_LMA (1ull << 10)
 #define EFER_NXE (1ull << 11)
@@ -105,6 +110,19 @@ void sbx_x86_build_tables(struct sbx_vm *vm, const struct sbx_guest *g)
     build_idt(vm);
 }
 
+/* AVX and AVX-512 state for real code, as far as the CPU offers them; not
+ * AMX, whose large state a host must first ask the kernel for. */
+static int enable_xsave_components(struct sbx_vm *vm, const struct sbx_cpu_facts *cpu,
+                                   struct sbx_diag *diag)
+{
+    struct kvm_xcrs x = { .nr_xcrs = 1 };
+    x.xcrs[0].xcr = 0;
+    x.xcrs[0].value = (cpu->xcr0_supported & XCR0_WANTED) | XCR0_X87_SSE;
+    if (ioctl(vm->vcpu_fd, KVM_SET_XCRS, &x) < 0)
+        return sbx_vm_ioctl_fail(diag, "KVM_SET_XCRS");
+    return 0;
+}
+
 int sbx_x86_set_initial_state(struct sbx_vm *vm, uint64_t entry, struct sbx_diag *diag)
 {
     struct kvm_sregs s;
@@ -125,10 +143,18 @@ int sbx_x86_set_initial_state(struct sbx_vm *vm, uint64_t entry, struct sbx_diag
     s.idt.limit = NVECTORS * 16 - 1;
     s.cr3 = SBX_LAYOUT_PML4;
     s.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
+    struct sbx_cpu_facts cpu;
+    int rc = sbx_vm_cpu_facts(vm, &cpu, diag);
+    if (rc)
+        return rc;
+    if (cpu.features[0] & CPUID1_ECX_XSAVE)
+        s.cr4 |= CR4_OSXSAVE;
     s.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
-    s.efer = EFER_LME | EFER_LMA | EFER_NXE;
+    s.efer = EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE; /* SCE: the guest library serves SYSCALL */
     if (ioctl(vm->vcpu_fd, KVM_SET_SREGS, &s) < 0)
         return sbx_vm_ioctl_fail(diag, "KVM_SET_SREGS");
+    if ((s.cr4 & CR4_OSXSAVE) && (rc = enable_xsave_components(vm, &cpu, diag)))
+        return rc;
     struct kvm_regs regs = { .rip = entry, .rsp = SBX_LAYOUT_STACK_TOP, .rflags = 2 };
     if (ioctl(vm->vcpu_fd, KVM_SET_REGS, &regs) < 0)
         return sbx_vm_ioctl_fail(diag, "KVM_SET_REGS");

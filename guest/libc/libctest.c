@@ -1,0 +1,201 @@
+/* libctest.c - a guest on the C library (musl): each function exercises one
+ * thing the syscall layer and the start-up provide (tests/test_libc.c). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sbx_guest.h"
+
+static int ctor_value;
+static _Thread_local long tls_count = 40;
+static long restores;
+static char out[4096];
+
+__attribute__((constructor)) static void ctor(void) { ctor_value = 42; }
+
+static void on_restore(void) { restores++; }
+
+static void say(const struct sbx_abi_value *a, struct sbx_abi_value *r)
+{
+    int n = printf("hello %.*s\n", (int)sbx_arg_len(a, 0), (const char *)sbx_arg_ptr(a, 0));
+    fprintf(stderr, "to stderr");
+    sbx_ret_i64(r, n);
+}
+
+/* Allocate and free `rounds` MiB in total, in 1 MiB blocks and small ones. */
+static void churn(const struct sbx_abi_value *a, struct sbx_abi_value *r)
+{
+    int64_t rounds = sbx_arg_i64(a, 0);
+    for (int64_t i = 0; i < rounds; i++) {
+        char *big = malloc(1 << 20);
+        char *small = malloc(100 + (size_t)i % 300);
+        if (!big || !small)
+            sbx_abort(1, "churn: out of memory");
+        memset(big, (int)i, 1 << 20);
+        big = realloc(big, (2 << 20) - 4096);
+        if (!big)
+            sbx_abort(1, "churn: realloc failed");
+        free(big);
+        free(small);
+    }
+    sbx_ret_i64(r, rounds);
+}
+
+static void parse(const struct sbx_abi_value *a, struct sbx_abi_value *r)
+{
+    char text[64];
+    size_t n = sbx_arg_len(a, 0) < sizeof text - 1 ? sbx_arg_len(a, 0) : sizeof text - 1;
+    memcpy(text, sbx_arg_ptr(a, 0), n);
+    text[n] = '\0';
+    sbx_ret_f64(r, strtod(text, NULL));
+}
+
+static void format(const struct sbx_abi_value *a, struct sbx_abi_value *r)
+{
+    int n = snprintf(out, sizeof out, "%.3f|%5d|%-4s|%x", sbx_arg_f64(a, 0), 42, "ab", 255);
+    sbx_ret_buf(r, out, (size_t)n);
+}
+
+static int cmp(const void *x, const void *y) { return *(const char *)x - *(const char *)y; }
+
+static void sort(const struct sbx_abi_value *a, struct sbx_abi_value *r)
+{
+    size_t n = sbx_arg_len(a, 0) < sizeof out ? sbx_arg_len(a, 0) : sizeof out;
+    memcpy(out, sbx_arg_ptr(a, 0), n);
+    qsort(out, n, 1, cmp);
+    sbx_ret_buf(r, out, n);
+}
+
+/* Does the extended regular expression (arg 0) match the text (arg 1)? */
+static void match(const struct sbx_abi_value *a, struct sbx_abi_value *r)
+{
+    char pat[256], text[256];
+    snprintf(pat, sizeof pat, "%.*s", (int)sbx_arg_len(a, 0), (const char *)sbx_arg_ptr(a, 0));
+    snprintf(text, sizeof text, "%.*s", (int)sbx_arg_len(a, 1), (const char *)sbx_arg_ptr(a, 1));
+    regex_t re;
+    if (regcomp(&re, pat, REG_EXTENDED | REG_NOSUB))
+        sbx_abort(2, "match: bad pattern");
+    sbx_ret_i64(r, regexec(&re, text, 0, NULL, 0) == 0);
+    regfree(&re);
+}
+
+static void tls(const struct sbx_abi_value *a, struct sbx_abi_value *r)
+{
+    (void)a;
+    sbx_ret_i64(r, ++tls_count);
+}
+
+static void constructed(const struct sbx_abi_value *a, struct sbx_abi_value *r)
+{
+    (void)a;
+    sbx_ret_i64(r, ctor_value);
+}
+
+static int cpu_has_avx2(void)
+{
+    unsigned a, b, c, d;
+    __asm__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+    return (b >> 5) & 1;
+}
+
+__attribute__((target("avx2"), noinline)) static int64_t sum_avx2(const int32_t *v, int n)
+{
+    typedef int32_t v8 __attribute__((vector_size(32)));
+    v8 acc = { 0 };
+    for (int i = 0; i + 8 <= n; i += 8) {
+        v8 x;
+        memcpy(&x, v + i, sizeof x);
+        acc += x;
+    }
+    int64_t s = 0;
+    for (int i = 0; i < 8; i++)
+        s += acc[i];
+    return s;
+}
+
+/* Sum of 1..n (n a multiple of 8) with AVX2, or -1 where the CPU lacks it. */
+static void avx2(const struct sbx_abi_value *a, struct sbx_abi_value *r)
+{
+    static int32_t v[1024];
+    int n = (int)sbx_arg_i64(a, 0);
+    if (!cpu_has_avx2() || n < 0 || n > 1024) {
+        sbx_ret_i64(r, -1);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        v[i] = i + 1;
+    sbx_ret_i64(r, sum_avx2(v, n));
+}
+
+static void entropy(const struct sbx_abi_value *a, struct sbx_abi_value *r)
+{
+    (void)a;
+    static uint8_t bytes[16];
+    if (getrandom(bytes, sizeof bytes, 0) != sizeof bytes)
+        sbx_abort(3, "getrandom failed");
+    sbx_ret_buf(r, bytes, sizeof bytes);
+}
+
+static void restored(const struct sbx_abi_value *a, struct sbx_abi_value *r)
+{
+    (void)a;
+    sbx_ret_i64(r, restores);
+}
+
+static void clock_ms(const struct sbx_abi_value *a, struct sbx_abi_value *r)
+{
+    struct timespec ts;
+    clock_gettime(sbx_arg_i64(a, 0) ? CLOCK_MONOTONIC : CLOCK_REALTIME, &ts);
+    sbx_ret_i64(r, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+/* An unsupported system call: its errno (ENOSYS), twice, logged once. */
+static void nosys(const struct sbx_abi_value *a, struct sbx_abi_value *r)
+{
+    (void)a;
+    long rc1 = syscall(SYS_socket, 2, 1, 0);
+    int e1 = errno;
+    long rc2 = syscall(SYS_socket, 2, 1, 0);
+    sbx_ret_i64(r, rc1 == -1 && rc2 == -1 && e1 == errno ? e1 : -1);
+}
+
+static void read_stdin(const struct sbx_abi_value *a, struct sbx_abi_value *r)
+{
+    (void)a;
+    char c;
+    sbx_ret_i64(r, read(0, &c, 1));
+}
+
+static void quit(const struct sbx_abi_value *a, struct sbx_abi_value *r)
+{
+    (void)r;
+    printf("leaving");
+    exit((int)sbx_arg_i64(a, 0));
+}
+
+void sbx_guest_init(void)
+{
+    sbx_on_restore(on_restore);
+    sbx_register("say", SBX_T_I64, say, 1, SBX_T_STR);
+    sbx_register("churn", SBX_T_I64, churn, 1, SBX_T_I64);
+    sbx_register("parse", SBX_T_F64, parse, 1, SBX_T_STR);
+    sbx_register("format", SBX_T_STR, format, 1, SBX_T_F64);
+    sbx_register("sort", SBX_T_BYTES, sort, 1, SBX_T_BYTES);
+    sbx_register("match", SBX_T_I64, match, 2, SBX_T_STR, SBX_T_STR);
+    sbx_register("tls", SBX_T_I64, tls, 0);
+    sbx_register("constructed", SBX_T_I64, constructed, 0);
+    sbx_register("avx2", SBX_T_I64, avx2, 1, SBX_T_I64);
+    sbx_register("entropy", SBX_T_BYTES, entropy, 0);
+    sbx_register("restored", SBX_T_I64, restored, 0);
+    sbx_register("clock_ms", SBX_T_I64, clock_ms, 1, SBX_T_I64);
+    sbx_register("nosys", SBX_T_I64, nosys, 0);
+    sbx_register("read_stdin", SBX_T_I64, read_stdin, 0);
+    sbx_register("quit", SBX_T_VOID, quit, 1, SBX_T_I64);
+}
