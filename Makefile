@@ -334,7 +334,7 @@ $(BUILD)/fuzz/bin/%: tests/fuzz/%.c tests/fuzz/snapfix.h $(FUZZ_OBJS)
 # Then the differential isolation test, longer than in `make check` (60
 # rounds per memory mode there): ISOLATION_ROUNDS rounds of random hostile
 # requests against one sandbox, each followed by a reset.
-ISOLATION_ROUNDS ?= 400
+ISOLATION_ROUNDS ?= 2000
 fuzz: $(FUZZ_BINS) $(FUZZ_REPLAY) $(FUZZ_SEEDS) $(BUILD)/tests/test_isolation $(CRASH_SHIM)
 	sh tests/fuzz/run.sh $(BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 	SBX_ISOLATION_ROUNDS=$(ISOLATION_ROUNDS) SBX_ISOLATION_ONLY=differential \
