@@ -338,8 +338,14 @@ $(BUILD)/fuzz/bin/%: tests/fuzz/%.c tests/fuzz/snapfix.h $(FUZZ_OBJS)
 	    $(LDFLAGS) -o $@ $< $(FUZZ_OBJS) $(LIBS)
 
 # Each target for FUZZ_SECONDS (default 60), then its whole corpus replayed.
-fuzz: $(FUZZ_BINS) $(FUZZ_REPLAY) $(FUZZ_SEEDS)
+# Then the differential isolation test, longer than in `make check` (60
+# rounds per memory mode there): ISOLATION_ROUNDS rounds of random hostile
+# requests against one sandbox, each followed by a reset.
+ISOLATION_ROUNDS ?= 2000
+fuzz: $(FUZZ_BINS) $(FUZZ_REPLAY) $(FUZZ_SEEDS) $(BUILD)/tests/test_isolation $(CRASH_SHIM)
 	sh tests/fuzz/run.sh $(BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+	SBX_ISOLATION_ROUNDS=$(ISOLATION_ROUNDS) SBX_ISOLATION_ONLY=differential \
+	    sh tests/run-kvm.sh $(BUILD)/tests/test_isolation $(BUILD)
 
 # Benchmarks run the optimised library, not the sanitized one.
 BENCH_SRCS := $(wildcard bench/*.c)

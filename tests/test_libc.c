@@ -166,6 +166,14 @@ static void test_restore_entropy_hook_and_syscall_msr(void **state)
             fail_msg("reset: %s", d.msg);
         assert_int_equal(call(a, "restored", NULL, 0).u.i64, 1); /* memory went back too */
     }
+    /* a request that breaks the syscall entry and TLS affects only itself */
+    call(a, "clobber", NULL, 0);
+    struct sbx_value w = str("again");
+    assert_int_not_equal(sbx_sandbox_call(a, "say", &w, 1, NULL, &d), 0);
+    if (sbx_sandbox_reset(a, &d))
+        fail_msg("reset: %s", d.msg);
+    assert_int_equal(call(a, "say", &w, 1).u.i64, 12);
+    assert_int_equal(call(a, "tls", NULL, 0).u.i64, 41);
     /* the syscall entry the guest library installed is part of the state */
     assert_int_equal(sbx_vcpu_save(&a->vm, st, &d), 0);
     bool found = false;

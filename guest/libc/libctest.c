@@ -180,8 +180,18 @@ static void quit(const struct sbx_abi_value *a, struct sbx_abi_value *r)
     exit((int)sbx_arg_i64(a, 0));
 }
 
+/* A hostile request: the system-call entry and the TLS base pointed at
+ * nothing. Reset must give the next request working ones. */
+static void clobber(const struct sbx_abi_value *a, struct sbx_abi_value *r)
+{
+    (void)a, (void)r;
+    __asm__ volatile("wrmsr" : : "c"(0xc0000082u), "a"(0), "d"(0)); /* LSTAR */
+    __asm__ volatile("wrmsr" : : "c"(0xc0000100u), "a"(0), "d"(0)); /* FS_BASE */
+}
+
 void sbx_guest_init(void)
 {
+    sbx_register("clobber", SBX_T_VOID, clobber, 0);
     sbx_on_restore(on_restore);
     sbx_register("say", SBX_T_I64, say, 1, SBX_T_STR);
     sbx_register("churn", SBX_T_I64, churn, 1, SBX_T_I64);

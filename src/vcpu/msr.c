@@ -12,6 +12,8 @@
 #include "vcpu.h"
 
 #define INDEX_LIST_MAX 1024u
+#define HYPERV_MSR_FIRST 0x40000000u
+#define HYPERV_MSR_LAST 0x400001ffu
 
 static pthread_mutex_t probe_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool probed;
@@ -31,6 +33,14 @@ static bool msr_round_trips(int vcpu_fd, uint32_t index)
     return ioctl(vcpu_fd, KVM_SET_MSRS, &m) == 1;
 }
 
+/* Hyper-V's synthetic MSRs: KVM refuses them to a guest whose CPUID lacks
+ * the Hyper-V leaves (cpuid.c drops them), and some are clocks that move on
+ * their own, so they are no state of ours. */
+static bool hyperv_msr(uint32_t index)
+{
+    return index >= HYPERV_MSR_FIRST && index <= HYPERV_MSR_LAST;
+}
+
 static int cmp_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -47,7 +57,7 @@ static int probe(const struct sbx_vm *vm, struct sbx_diag *diag)
         return sbx_vm_ioctl_fail(diag, "KVM_GET_MSR_INDEX_LIST");
     uint32_t n = 0;
     for (uint32_t i = 0; i < list.head.nmsrs; i++) {
-        if (!msr_round_trips(vm->vcpu_fd, list.idx[i]))
+        if (hyperv_msr(list.idx[i]) || !msr_round_trips(vm->vcpu_fd, list.idx[i]))
             continue;
         if (n == SBX_MAX_MSRS)
             return sbx_fail(diag, SBX_E_KVM, "KVM saves more than %u guest MSRs; snapbox "

@@ -9,6 +9,7 @@
 /* A split MMIO access takes one completion per fragment; more than this
  * means KVM is not converging. */
 #define DRAIN_MAX_EXITS 16
+#define MSR_IA32_TSC 0x10u
 
 /* Answer an access the guest left half-done with zeros, so that completing
  * it cannot carry data from the host. */
@@ -73,6 +74,37 @@ static int get_msrs(struct sbx_vm *vm, struct sbx_vcpu_state *st, struct sbx_dia
     return 0;
 }
 
+static uint64_t host_tsc(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return (uint64_t)hi << 32 | lo;
+}
+
+/* The guest's TSC goes back to value exactly. A host write of IA32_TSC
+ * within a second of the last one is taken by KVM as a synchronisation and
+ * keeps the old offset, so the offset is set directly where KVM allows it
+ * (KVM_VCPU_TSC_OFFSET; the guest runs at the host's TSC rate). */
+static int set_tsc(struct sbx_vm *vm, uint64_t value, struct sbx_diag *diag)
+{
+    uint64_t offset = 0;
+    struct kvm_device_attr attr = { .group = KVM_VCPU_TSC_CTRL, .attr = KVM_VCPU_TSC_OFFSET,
+                                    .addr = (uint64_t)(uintptr_t)&offset };
+    if (ioctl(vm->vcpu_fd, KVM_HAS_DEVICE_ATTR, &attr) == 0) {
+        offset = value - host_tsc();
+        if (ioctl(vm->vcpu_fd, KVM_SET_DEVICE_ATTR, &attr) < 0)
+            return sbx_vm_ioctl_fail(diag, "KVM_SET_DEVICE_ATTR(TSC offset)");
+        return 0;
+    }
+    struct {
+        struct kvm_msrs head;
+        struct kvm_msr_entry e;
+    } m = { .head.nmsrs = 1, .e = { .index = MSR_IA32_TSC, .data = value } };
+    if (ioctl(vm->vcpu_fd, KVM_SET_MSRS, &m) != 1)
+        return sbx_vm_ioctl_fail(diag, "KVM_SET_MSRS(IA32_TSC)");
+    return 0;
+}
+
 static int set_msrs(struct sbx_vm *vm, const struct sbx_vcpu_state *st, struct sbx_diag *diag)
 {
     struct {
@@ -80,15 +112,19 @@ static int set_msrs(struct sbx_vm *vm, const struct sbx_vcpu_state *st, struct s
         struct kvm_msr_entry e[SBX_MAX_MSRS];
     } m;
     memset(&m, 0, sizeof m);
-    m.head.nmsrs = st->nmsrs;
-    memcpy(m.e, st->msrs, st->nmsrs * sizeof *m.e);
+    const struct kvm_msr_entry *tsc = NULL;
+    for (uint32_t i = 0; i < st->nmsrs; i++) {
+        if (st->msrs[i].index == MSR_IA32_TSC)
+            tsc = &st->msrs[i];
+        else
+            m.e[m.head.nmsrs++] = st->msrs[i];
+    }
     int put = ioctl(vm->vcpu_fd, KVM_SET_MSRS, &m);
-    if (put != (int)st->nmsrs)
+    if (put != (int)m.head.nmsrs)
         return put < 0 ? sbx_vm_ioctl_fail(diag, "KVM_SET_MSRS")
                        : sbx_fail(diag, SBX_E_KVM, "KVM_SET_MSRS: this host refused MSR 0x%x = "
-                                  "0x%llx", st->msrs[put].index,
-                                  (unsigned long long)st->msrs[put].data);
-    return 0;
+                                  "0x%llx", m.e[put].index, (unsigned long long)m.e[put].data);
+    return tsc ? set_tsc(vm, tsc->data, diag) : 0;
 }
 
 static int get_cpuid(struct sbx_vm *vm, struct sbx_vcpu_state *st, struct sbx_diag *diag)
