@@ -8,12 +8,12 @@
 #include <time.h>
 
 #define BENCH_NSIZES 4
-#define BENCH_MAX_ROWS 64
+#define BENCH_MAX_ROWS 80
 extern const uint64_t bench_sizes_mib[BENCH_NSIZES];
 
 struct bench_row {
     char name[80];
-    char unit[8];             /* "us", "bytes", "x" */
+    char unit[8];             /* "us", "bytes", "x", "n" (a count) */
     double v[BENCH_NSIZES];   /* one per guest memory size; < 0: not measured */
 };
 
@@ -43,6 +43,8 @@ void bench_json(const struct bench *b, FILE *out);
 struct sbx_guest;
 int bench_host(struct bench *b, const char *tmpdir);
 int bench_kvm(struct bench *b, const char *tmpdir);
+/* guests.c: the demo guest and the rules example, in the KVM part. */
+int bench_guests(struct bench *b);
 
 /* Stop the benchmark with a message: it is a program, not the library. */
 _Noreturn void bench_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -216,5 +216,5 @@ int bench_kvm(struct bench *b, const char *tmpdir)
     for (int k = 0; k < BENCH_NSIZES; k++)
         ratios(b, k);
     sbx_guest_free(c.g);
-    return 0;
+    return bench_guests(b);
 }
