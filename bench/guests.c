@@ -82,7 +82,7 @@ static struct sbx_template *cold_creates(struct bench *b, const struct real_gues
 
 static void one_guest(struct bench *b, const struct real_guest *g)
 {
-    struct sbx_config cfg = { .mem_size = bench_sizes_mib[g->k] << 20, .deadline_ms = 120000 };
+    SBX_OPTS(sbx_config, cfg, .mem_size = bench_sizes_mib[g->k] << 20, .deadline_ms = 120000);
     struct sbx_template *tpl = cold_creates(b, g, &cfg);
     struct sbx_diag d = { 0 };
     double t[CALL_REPS], first[REPS], faults[REPS];
