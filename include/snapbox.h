@@ -46,11 +46,15 @@ extern "C" {
 
 /* Declare a struct TYPE that carries its size, with designated initialisers:
  *     SBX_OPTS(sbx_config, cfg, .deadline_ms = 100, .log = my_log);
+ *     SBX_OPTS(sbx_snapshot_info, info);
  * Fields not named are zero, which means "the default" for every field.
  * C++ (designated initialisers are C++20, and in order): value-initialise and
  * set sz by hand:
  *     sbx_config cfg{}; cfg.sz = sizeof cfg; cfg.deadline_ms = 100; */
-#define SBX_OPTS(TYPE, NAME, ...) struct TYPE NAME = { .sz = sizeof(struct TYPE), __VA_ARGS__ }
+#define SBX_OPTS(TYPE, ...) SBX_OPTS_(TYPE, __VA_ARGS__, )
+/* The name travels in the variadic part, so SBX_OPTS(sbx_snapshot_info, info)
+ * with no fields is valid ISO C (no empty "..."), even under -pedantic. */
+#define SBX_OPTS_(TYPE, NAME, ...) struct TYPE NAME = { .sz = sizeof(struct TYPE), __VA_ARGS__ }
 
 /* ---- Errors ----------------------------------------------------------------- */
 enum sbx_error {

@@ -2,7 +2,8 @@
 # check-api.sh [BUILD] - the library's public surface, checked as a user sees it:
 #  1. include/snapbox.h alone compiles as C11 and as C++17 (-Wall -Wextra
 #     -Werror -pedantic), and it does not pull in the guest ABI (sbx_abi.h);
-#  2. a C++ program fills a sized struct the documented C++ way;
+#  2. SBX_OPTS is ISO C11, and a C++ program fills a sized struct the
+#     documented C++ way;
 #  3. BUILD/libsnapbox.so exports exactly the symbols in tests/abi/snapbox.sym,
 #     so an accidental export or removal fails here. After a deliberate
 #     change, regenerate the list:
@@ -25,6 +26,19 @@ if $CC -std=c11 -Iinclude -I"$build/gen" -E "$tmp/only.c" | grep -q 'sbx_abi'; t
     echo "check-api: snapbox.h pulls in the guest ABI (sbx_abi.h)" >&2
     exit 1
 fi
+
+cat > "$tmp/use.c" <<'C'
+#include "snapbox.h"
+int use(void);
+int use(void)
+{
+    SBX_OPTS(sbx_snapshot_info, info);
+    SBX_OPTS(sbx_config, cfg, .deadline_ms = 100, .mem_size = SBX_DEFAULT_MEM_SIZE);
+    return (int)(info.sz + cfg.sz);
+}
+C
+$CC -std=c11 -Wall -Wextra -Werror -pedantic -Iinclude -I"$build/gen" -c -o "$tmp/use.o" "$tmp/use.c"
+echo "check-api: SBX_OPTS, with and without fields, is ISO C11 (-pedantic)"
 
 cat > "$tmp/use.cpp" <<'CXX'
 #include "snapbox.h"
