@@ -40,7 +40,7 @@ int sbx_sandbox_from_template(const struct sbx_template *t, const struct sbx_con
     if (rc)
         return rc;
     sbx_template_hold(t);
-    s->tpl = t;
+    sbx_sandbox_set_template(s, t);
     rc = get_vm(s, t, pool, diag);
     if (rc || (rc = check_cpu_once(t, &s->vm, diag)))
         goto err;
@@ -128,18 +128,13 @@ int sbx_sandbox_reset(struct sbx_sandbox *s, struct sbx_diag *diag)
      * access) now, so it cannot complete after the template's state is set. */
     int rc = sbx_vcpu_finish_io(&s->vm, diag);
     if (rc || (rc = sbx_vm_get_dirty(&s->vm, diag)))
-        goto fail;
+        goto done;
     mark_host_writes(s);
     rc = restore_dirty(s, diag);
     /* The function table and guest facts cannot change: only the vCPU goes back. */
-    if (rc || (rc = sbx_vcpu_load(&s->vm, s->reset_state, diag)))
-        goto fail;
-    sbx_sandbox_mark_restored(s);
-    s->poisoned = false;
-    s->xchg_data_used = 0;
-    s->xchg_dirty_hi = 0;
-    return 0;
-fail:
-    s->poisoned = true; /* half reset: no call until a reset succeeds */
+    if (rc == 0)
+        rc = sbx_vcpu_load(&s->vm, s->reset_state, diag);
+done:
+    sbx_sandbox_after_reset(s, rc == 0);
     return rc;
 }

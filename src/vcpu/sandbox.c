@@ -299,6 +299,21 @@ int sbx_sandbox_start_state(struct sbx_sandbox *s, const struct sbx_vcpu_state *
  * the template's. */
 void sbx_sandbox_mark_restored(struct sbx_sandbox *s) { s->restored = true; }
 
+void sbx_sandbox_set_template(struct sbx_sandbox *s, const struct sbx_template *t)
+{
+    s->tpl = t;
+}
+
+void sbx_sandbox_after_reset(struct sbx_sandbox *s, bool ok)
+{
+    s->poisoned = !ok;
+    if (!ok)
+        return;
+    sbx_sandbox_mark_restored(s);
+    s->xchg_data_used = 0;
+    s->xchg_dirty_hi = 0;
+}
+
 int sbx_sandbox_set_functions(struct sbx_sandbox *s, const struct sbx_func *funcs, size_t n,
                               struct sbx_diag *diag)
 {

@@ -131,6 +131,12 @@ const struct sbx_guest_facts *sbx_sandbox_guest_facts(const struct sbx_sandbox *
 int sbx_func_info_out(const struct sbx_func *f, struct sbx_func_info *out, struct sbx_diag *diag);
 /* sandbox.c: tell the guest it was restored or reset (xchg.restored). */
 void sbx_sandbox_mark_restored(struct sbx_sandbox *s);
+/* sandbox.c: s came from t and keeps the reference to it that the caller
+ * took (sbx_template_hold); destroy releases it, reset goes back to t. */
+void sbx_sandbox_set_template(struct sbx_sandbox *s, const struct sbx_template *t);
+/* sandbox.c: a reset finished: on success the sandbox is clean and tells the
+ * guest it was restored; a half reset poisons it until a reset succeeds. */
+void sbx_sandbox_after_reset(struct sbx_sandbox *s, bool ok);
 /* sandbox.c: allocate a sandbox with a resolved configuration, no VM yet. */
 int sbx_sandbox_alloc(const struct sbx_config *cfg, uint64_t mem_size, struct sbx_sandbox **out,
                       struct sbx_diag *diag);
