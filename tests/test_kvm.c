@@ -304,6 +304,7 @@ static void test_fault_stack_overflow(void **state)
     struct sbx_diag d = call_err(f, "stack_overflow", NULL, 0, SBX_E_GUEST_FAULT);
     assert_int_equal(d.fault.vector, 14);
     assert_in_range(d.fault.addr, SBX_LAYOUT_STACK_GUARD, SBX_LAYOUT_STACK_GUARD + SBX_PAGE_SIZE - 1);
+    tu_assert_contains(d.msg, "guest stack overflow");
 }
 
 static void test_timeout(void **state)
