@@ -34,7 +34,7 @@ static int allow_ioctls(scmp_filter_ctx ctx)
                               SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00u, (uint64_t)KVMIO << 8));
     if (rc == 0)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-                              SCMP_A1(SCMP_CMP_EQ, (uint64_t)TCGETS));
+                              SCMP_A1(SCMP_CMP_EQ, (uint64_t)TCGETS, 0));
     return rc;
 }
 
