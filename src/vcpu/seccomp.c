@@ -45,7 +45,8 @@ int sbx_seccomp_confine(unsigned flags, struct sbx_diag *diag)
     uint32_t deny = (flags & SBX_SECCOMP_ERRNO) ? SCMP_ACT_ERRNO(EPERM) : SCMP_ACT_KILL_PROCESS;
     scmp_filter_ctx ctx = seccomp_init(deny);
     if (!ctx)
-        return sbx_fail(diag, SBX_E_NOMEM, "seccomp: cannot create a filter");
+        return sbx_fail(diag, SBX_E_NOMEM, "seccomp: cannot create a filter: this kernel, or a "
+                        "tool the program runs under (valgrind), offers no seccomp");
     int rc = 0;
     for (size_t i = 0; i < sizeof allowed / sizeof allowed[0] && rc == 0; i++)
         if (allowed[i] != SCMP_SYS(ioctl))
