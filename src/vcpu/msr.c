@@ -51,6 +51,7 @@ static int probe(const struct sbx_vm *vm, struct sbx_diag *diag)
         struct kvm_msr_list h;
         uint8_t room[sizeof(struct kvm_msr_list) + INDEX_LIST_MAX * sizeof(uint32_t)];
     } list;
+    memset(&list, 0, sizeof list); /* tools such as valgrind cannot see KVM fill it */
     list.h.nmsrs = INDEX_LIST_MAX;
     if (ioctl(vm->kvm_fd, KVM_GET_MSR_INDEX_LIST, &list) < 0)
         return sbx_vm_ioctl_fail(diag, "KVM_GET_MSR_INDEX_LIST");
