@@ -315,6 +315,7 @@ static void test_fault_stack_overflow(void **state)
     struct sbx_diag d = call_err(f, "stack_overflow", NULL, 0, SBX_E_GUEST_FAULT);
     assert_int_equal(d.fault.vector, 14);
     assert_in_range(d.fault.addr, SBX_LAYOUT_STACK_GUARD, SBX_LAYOUT_STACK_GUARD + SBX_PAGE_SIZE - 1);
+    tu_assert_contains(d.msg, "guest stack overflow");
 }
 
 static void test_timeout(void **state)
@@ -630,6 +631,61 @@ static void test_cli_create_info_call(void **state)
     assert_string_equal(out, "{\"function\": \"add\", \"type\": \"i32\", \"result\": 1}\nABC\n");
 }
 
+/* Run cmd; its stdout and stderr in out, its exit status returned. */
+static int run_cmd(const char *cmd, char *out, size_t cap)
+{
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* A real snapshot as a build whose VERSION differs in patch would write it:
+ * the writer and the guest (its note) one patch level ahead. */
+static void test_cli_snapshot_of_another_patch_release(void **state)
+{
+    (void)state;
+    const char *path = tu_path("patch.snap");
+    char cmd[4096], out[4096];
+    snprintf(cmd, sizeof cmd, "%s create %s/demo.elf -o '%s' 2>&1", cli_path, guest_dir, path);
+    assert_int_equal(run_cmd(cmd, out, sizeof out), 0);
+    size_t size;
+    uint8_t *buf = tu_read(path, &size);
+    struct sbx_snap_header h;
+    memcpy(&h, buf, sizeof h);
+    struct sbx_version host;
+    sbx_host_version(&host);
+    char other[32];
+    snprintf(other, sizeof other, "%u.%u.%u", host.major, host.minor, host.patch + 1);
+    h.writer.patch = h.guest.patch = host.patch + 1;
+    memset(h.writer.string, 0, sizeof h.writer.string);
+    memset(h.guest.string, 0, sizeof h.guest.string);
+    memcpy(h.writer.string, other, strlen(other));
+    memcpy(h.guest.string, other, strlen(other));
+    h.header_xxh3 = sbx_snap_header_hash(&h);
+    memcpy(buf, &h, sizeof h);
+    tu_write(path, buf, size);
+    free(buf);
+    /* described: exit 0, both versions, a verdict */
+    snprintf(cmd, sizeof cmd, "%s info '%s' 2>&1", cli_path, path);
+    assert_int_equal(run_cmd(cmd, out, sizeof out), 0);
+    tu_assert_contains(out, other);
+    tu_assert_contains(out, host.string);
+    tu_assert_contains(out, "verdict:      rejected under policy exact");
+    /* refused by call under exact: exit 5, both versions, "recreate" */
+    snprintf(cmd, sizeof cmd, "%s call '%s' add 2 3 2>&1", cli_path, path);
+    assert_int_equal(run_cmd(cmd, out, sizeof out), 5);
+    tu_assert_contains(out, other);
+    tu_assert_contains(out, host.string);
+    tu_assert_contains(out, "recreate the snapshot");
+    /* accepted under the ABI policy, and it answers */
+    snprintf(cmd, sizeof cmd, "%s call --policy abi '%s' add 2 3 2>&1", cli_path, path);
+    assert_int_equal(run_cmd(cmd, out, sizeof out), 0);
+    assert_string_equal(out, "5\n");
+}
+
 int main(int argc, char **argv)
 {
     snprintf(guest_dir, sizeof guest_dir, "%s", argc > 1 ? argv[1] : "build/guests");
@@ -665,6 +721,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_restore_rejects_missing_cpu_features, setup_demo, teardown),
         cmocka_unit_test_setup_teardown(test_poisoned_sandbox_not_snapshotted, setup_hostile, teardown),
         cmocka_unit_test(test_cli_create_info_call),
+        cmocka_unit_test(test_cli_snapshot_of_another_patch_release),
     };
     return cmocka_run_group_tests_name("kvm", tests, NULL, NULL);
 }

@@ -345,7 +345,11 @@ static void test_bad_segments(void **state)
 
     c = demo_copy();
     phdr(&c, PT_LOAD, 2)->p_memsz = 64ull << 20; /* past the image range */
-    expect_reject(&c, "toobig.elf", SBX_E_ELF, "outside the guest image range");
+    expect_reject(&c, "toobig.elf", SBX_E_ELF, "the guest image is too large");
+
+    c = demo_copy();
+    phdr(&c, PT_LOAD, 2)->p_vaddr = 0x1000; /* below the image range */
+    expect_reject(&c, "low.elf", SBX_E_ELF, "outside the guest image range");
 
     c = demo_copy();
     phdr(&c, PT_LOAD, 2)->p_flags = PF_R | PF_W | PF_X;

@@ -90,6 +90,14 @@ static int check_load(const struct sbx_guest *g, size_t i, const Elf64_Phdr *ph,
     if (ph->p_vaddr > UINT64_MAX - ph->p_memsz)
         return sbx_fail(diag, SBX_E_ELF, "%s: segment %zu: p_vaddr 0x%llx + p_memsz 0x%llx wraps around",
                         g->path, i, (unsigned long long)ph->p_vaddr, (unsigned long long)ph->p_memsz);
+    if (ph->p_vaddr >= SBX_LAYOUT_IMAGE && ph->p_vaddr < SBX_LAYOUT_IMAGE_END &&
+        ph->p_vaddr + ph->p_memsz > SBX_LAYOUT_IMAGE_END)
+        return sbx_fail(diag, SBX_E_ELF,
+                        "%s: the guest image is too large: segment %zu ends at 0x%llx, and the "
+                        "image must end by 0x%llx (%llu KiB from 0x%llx)",
+                        g->path, i, (unsigned long long)(ph->p_vaddr + ph->p_memsz),
+                        SBX_LAYOUT_IMAGE_END, (SBX_LAYOUT_IMAGE_END - SBX_LAYOUT_IMAGE) >> 10,
+                        SBX_LAYOUT_IMAGE);
     if (ph->p_vaddr < SBX_LAYOUT_IMAGE || ph->p_vaddr + ph->p_memsz > SBX_LAYOUT_IMAGE_END)
         return sbx_fail(diag, SBX_E_ELF,
                         "%s: segment %zu: [0x%llx, 0x%llx) is outside the guest image range "

@@ -77,13 +77,10 @@ int sbx_cpuid_for_guest(int kvm_fd, struct sbx_vcpu_state *st, struct sbx_diag *
 
 int sbx_cpuid_set(const struct sbx_vm *vm, const struct sbx_vcpu_state *st, struct sbx_diag *diag)
 {
-    struct {
-        struct kvm_cpuid2 head;
-        struct kvm_cpuid_entry2 e[SBX_MAX_CPUID];
-    } c;
+    union sbx_kvm_cpuid c;
     memset(&c, 0, sizeof c);
-    c.head.nent = st->ncpuid;
-    memcpy(c.e, st->cpuid, st->ncpuid * sizeof *c.e);
+    c.h.nent = st->ncpuid;
+    memcpy(c.h.entries, st->cpuid, st->ncpuid * sizeof *st->cpuid);
     if (ioctl(vm->vcpu_fd, KVM_SET_CPUID2, &c) < 0)
         return sbx_vm_ioctl_fail(diag, "KVM_SET_CPUID2");
     return 0;

@@ -64,11 +64,12 @@ static int set_run_mask(struct sbx_deadline *dl, const struct sbx_vm *vm, const 
     memcpy(&bits, &run, sizeof bits);
     if (dl->run_mask_set && dl->run_mask == bits)
         return 0;
-    struct {
-        struct kvm_signal_mask head;
-        uint8_t set[KERNEL_SIGSET_SIZE];
-    } m = { .head.len = KERNEL_SIGSET_SIZE };
-    memcpy(m.set, &bits, sizeof bits);
+    union {
+        struct kvm_signal_mask h;
+        uint8_t room[sizeof(struct kvm_signal_mask) + KERNEL_SIGSET_SIZE];
+    } m;
+    m.h.len = KERNEL_SIGSET_SIZE;
+    memcpy(m.h.sigset, &bits, sizeof bits);
     if (ioctl(vm->vcpu_fd, KVM_SET_SIGNAL_MASK, &m) < 0)
         return sbx_vm_ioctl_fail(diag, "KVM_SET_SIGNAL_MASK");
     dl->run_mask = bits;

@@ -20,14 +20,12 @@ static bool probed;
 static uint32_t state_msrs[SBX_MAX_MSRS];
 static uint32_t nstate_msrs;
 
-struct one_msr {
-    struct kvm_msrs head;
-    struct kvm_msr_entry e;
-};
-
 static bool msr_round_trips(int vcpu_fd, uint32_t index)
 {
-    struct one_msr m = { .head.nmsrs = 1, .e.index = index };
+    union sbx_kvm_msrs m;
+    memset(&m, 0, sizeof m);
+    m.h.nmsrs = 1;
+    m.h.entries[0].index = index;
     if (ioctl(vcpu_fd, KVM_GET_MSRS, &m) != 1)
         return false;
     return ioctl(vcpu_fd, KVM_SET_MSRS, &m) == 1;
@@ -49,20 +47,22 @@ static int cmp_u32(const void *a, const void *b)
 
 static int probe(const struct sbx_vm *vm, struct sbx_diag *diag)
 {
-    struct {
-        struct kvm_msr_list head;
-        uint32_t idx[INDEX_LIST_MAX];
-    } list = { .head.nmsrs = INDEX_LIST_MAX };
+    union {
+        struct kvm_msr_list h;
+        uint8_t room[sizeof(struct kvm_msr_list) + INDEX_LIST_MAX * sizeof(uint32_t)];
+    } list;
+    memset(&list, 0, sizeof list); /* tools such as valgrind cannot see KVM fill it */
+    list.h.nmsrs = INDEX_LIST_MAX;
     if (ioctl(vm->kvm_fd, KVM_GET_MSR_INDEX_LIST, &list) < 0)
         return sbx_vm_ioctl_fail(diag, "KVM_GET_MSR_INDEX_LIST");
     uint32_t n = 0;
-    for (uint32_t i = 0; i < list.head.nmsrs; i++) {
-        if (hyperv_msr(list.idx[i]) || !msr_round_trips(vm->vcpu_fd, list.idx[i]))
+    for (uint32_t i = 0; i < list.h.nmsrs; i++) {
+        if (hyperv_msr(list.h.indices[i]) || !msr_round_trips(vm->vcpu_fd, list.h.indices[i]))
             continue;
         if (n == SBX_MAX_MSRS)
             return sbx_fail(diag, SBX_E_KVM, "KVM saves more than %u guest MSRs; snapbox "
                             "cannot keep this host's complete vCPU state", SBX_MAX_MSRS);
-        state_msrs[n++] = list.idx[i];
+        state_msrs[n++] = list.h.indices[i];
     }
     qsort(state_msrs, n, sizeof *state_msrs, cmp_u32);
     nstate_msrs = n;

@@ -47,9 +47,12 @@ static int report_fault(struct sbx_sandbox *s, uint32_t v, struct sbx_diag *diag
     } else {
         f.rip = frame[0];
     }
+    bool overflow = v == 14 && f.addr >= SBX_LAYOUT_STACK_GUARD &&
+                    f.addr < SBX_LAYOUT_STACK_GUARD + SBX_PAGE_SIZE;
     int rc = sbx_fail(diag, SBX_E_GUEST_FAULT,
-                      "guest CPU exception: vector %u (%s) at rip 0x%llx, address 0x%llx, "
-                      "error code 0x%llx",
+                      "guest %s: vector %u (%s) at rip 0x%llx, address 0x%llx, error code 0x%llx",
+                      overflow ? "stack overflow (a fault in the stack's guard page)"
+                               : "CPU exception",
                       v, vector_name(v), (unsigned long long)f.rip, (unsigned long long)f.addr,
                       (unsigned long long)f.error_code);
     if (diag)

@@ -34,7 +34,7 @@ static int allow_ioctls(scmp_filter_ctx ctx)
                               SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00u, (uint64_t)KVMIO << 8));
     if (rc == 0)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-                              SCMP_A1(SCMP_CMP_EQ, (uint64_t)TCGETS));
+                              SCMP_A1(SCMP_CMP_EQ, (uint64_t)TCGETS, 0));
     return rc;
 }
 
@@ -45,7 +45,8 @@ int sbx_seccomp_confine(unsigned flags, struct sbx_diag *diag)
     uint32_t deny = (flags & SBX_SECCOMP_ERRNO) ? SCMP_ACT_ERRNO(EPERM) : SCMP_ACT_KILL_PROCESS;
     scmp_filter_ctx ctx = seccomp_init(deny);
     if (!ctx)
-        return sbx_fail(diag, SBX_E_NOMEM, "seccomp: cannot create a filter");
+        return sbx_fail(diag, SBX_E_NOMEM, "seccomp: cannot create a filter: this kernel, or a "
+                        "tool the program runs under (valgrind), offers no seccomp");
     int rc = 0;
     for (size_t i = 0; i < sizeof allowed / sizeof allowed[0] && rc == 0; i++)
         if (allowed[i] != SCMP_SYS(ioctl))

@@ -56,21 +56,18 @@ static int get_msrs(struct sbx_vm *vm, struct sbx_vcpu_state *st, struct sbx_dia
     int rc = sbx_msr_list(vm, &list, &n, diag);
     if (rc)
         return rc;
-    struct {
-        struct kvm_msrs head;
-        struct kvm_msr_entry e[SBX_MAX_MSRS];
-    } m;
+    union sbx_kvm_msrs m;
     memset(&m, 0, sizeof m);
-    m.head.nmsrs = n;
+    m.h.nmsrs = n;
     for (uint32_t i = 0; i < n; i++)
-        m.e[i].index = list[i];
+        m.h.entries[i].index = list[i];
     int got = ioctl(vm->vcpu_fd, KVM_GET_MSRS, &m);
     if (got != (int)n)
         return got < 0 ? sbx_vm_ioctl_fail(diag, "KVM_GET_MSRS")
                        : sbx_fail(diag, SBX_E_KVM, "KVM_GET_MSRS: MSR 0x%x unreadable",
                                   list[got]);
     st->nmsrs = n;
-    memcpy(st->msrs, m.e, n * sizeof *m.e);
+    memcpy(st->msrs, m.h.entries, n * sizeof *st->msrs);
     return 0;
 }
 
@@ -96,10 +93,10 @@ static int set_tsc(struct sbx_vm *vm, uint64_t value, struct sbx_diag *diag)
             return sbx_vm_ioctl_fail(diag, "KVM_SET_DEVICE_ATTR(TSC offset)");
         return 0;
     }
-    struct {
-        struct kvm_msrs head;
-        struct kvm_msr_entry e;
-    } m = { .head.nmsrs = 1, .e = { .index = MSR_IA32_TSC, .data = value } };
+    union sbx_kvm_msrs m;
+    memset(&m, 0, sizeof m);
+    m.h.nmsrs = 1;
+    m.h.entries[0] = (struct kvm_msr_entry){ .index = MSR_IA32_TSC, .data = value };
     if (ioctl(vm->vcpu_fd, KVM_SET_MSRS, &m) != 1)
         return sbx_vm_ioctl_fail(diag, "KVM_SET_MSRS(IA32_TSC)");
     return 0;
@@ -107,38 +104,33 @@ static int set_tsc(struct sbx_vm *vm, uint64_t value, struct sbx_diag *diag)
 
 static int set_msrs(struct sbx_vm *vm, const struct sbx_vcpu_state *st, struct sbx_diag *diag)
 {
-    struct {
-        struct kvm_msrs head;
-        struct kvm_msr_entry e[SBX_MAX_MSRS];
-    } m;
+    union sbx_kvm_msrs m;
     memset(&m, 0, sizeof m);
     const struct kvm_msr_entry *tsc = NULL;
     for (uint32_t i = 0; i < st->nmsrs; i++) {
         if (st->msrs[i].index == MSR_IA32_TSC)
             tsc = &st->msrs[i];
         else
-            m.e[m.head.nmsrs++] = st->msrs[i];
+            m.h.entries[m.h.nmsrs++] = st->msrs[i];
     }
     int put = ioctl(vm->vcpu_fd, KVM_SET_MSRS, &m);
-    if (put != (int)m.head.nmsrs)
+    if (put != (int)m.h.nmsrs)
         return put < 0 ? sbx_vm_ioctl_fail(diag, "KVM_SET_MSRS")
                        : sbx_fail(diag, SBX_E_KVM, "KVM_SET_MSRS: this host refused MSR 0x%x = "
-                                  "0x%llx", m.e[put].index, (unsigned long long)m.e[put].data);
+                                  "0x%llx", m.h.entries[put].index,
+                                  (unsigned long long)m.h.entries[put].data);
     return tsc ? set_tsc(vm, tsc->data, diag) : 0;
 }
 
 static int get_cpuid(struct sbx_vm *vm, struct sbx_vcpu_state *st, struct sbx_diag *diag)
 {
-    struct {
-        struct kvm_cpuid2 head;
-        struct kvm_cpuid_entry2 e[SBX_MAX_CPUID];
-    } c;
+    union sbx_kvm_cpuid c;
     memset(&c, 0, sizeof c);
-    c.head.nent = SBX_MAX_CPUID;
+    c.h.nent = SBX_MAX_CPUID;
     if (ioctl(vm->vcpu_fd, KVM_GET_CPUID2, &c) < 0)
         return sbx_vm_ioctl_fail(diag, "KVM_GET_CPUID2");
-    st->ncpuid = c.head.nent;
-    memcpy(st->cpuid, c.e, c.head.nent * sizeof *c.e);
+    st->ncpuid = c.h.nent;
+    memcpy(st->cpuid, c.h.entries, c.h.nent * sizeof *st->cpuid);
     return 0;
 }
 

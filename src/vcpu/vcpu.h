@@ -170,6 +170,17 @@ struct sbx_vcpu_state {
     uint32_t xsave[SBX_XSAVE_MAX / 4];
 };
 
+/* KVM's ioctl structs end in flexible arrays; these unions give them room
+ * (a struct member after a flexible array is not C). */
+union sbx_kvm_msrs {
+    struct kvm_msrs h;
+    uint8_t room[sizeof(struct kvm_msrs) + SBX_MAX_MSRS * sizeof(struct kvm_msr_entry)];
+};
+union sbx_kvm_cpuid {
+    struct kvm_cpuid2 h;
+    uint8_t room[sizeof(struct kvm_cpuid2) + SBX_MAX_CPUID * sizeof(struct kvm_cpuid_entry2)];
+};
+
 /* pool.c: move a ready VM of mem_size bytes out of the pool into *vm;
  * false if it has none. */
 bool sbx_pool_take(struct sbx_pool *p, uint64_t mem_size, struct sbx_vm *vm);
