@@ -1,10 +1,14 @@
 /* guests.c - real guests, not the synthetic bench guest: the demo guest and
  * the rules example (2000 regcomp rules compiled at init). Cold create
  * against a pooled restore from the template, the first call after it with
- * the host page faults it pays, warm calls and resets. Each guest's figures
+ * the faults and exits it pays (host page faults; KVM's own counters of exits
+ * and nested-paging faults), warm calls and resets. Each guest's figures
  * sit in the column of its memory size. */
+#include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "bench.h"
 #include "snapshot/snapshot.h"
@@ -33,6 +37,35 @@ static long minor_faults(void)
     struct rusage ru;
     getrusage(RUSAGE_THREAD, &ru);
     return ru.ru_minflt;
+}
+
+/* A counter of KVM's binary statistics for the vCPU ("exits", "pf_fixed"),
+ * or -1 where the kernel has none (before 5.14). */
+static double vcpu_stat(int vcpu_fd, const char *name)
+{
+    int fd = ioctl(vcpu_fd, KVM_GET_STATS_FD, NULL);
+    if (fd < 0)
+        return -1;
+    struct kvm_stats_header h;
+    double v = -1;
+    char *descs = NULL;
+    if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h)
+        goto out;
+    size_t each = sizeof(struct kvm_stats_desc) + h.name_size;
+    if (!(descs = malloc(each * h.num_desc)) ||
+        pread(fd, descs, each * h.num_desc, h.desc_offset) != (ssize_t)(each * h.num_desc))
+        goto out;
+    for (uint32_t i = 0; i < h.num_desc; i++) {
+        const struct kvm_stats_desc *d = (const void *)(descs + i * each);
+        uint64_t x;
+        if (strncmp(d->name, name, h.name_size) == 0 &&
+            pread(fd, &x, sizeof x, h.data_offset + d->offset) == (ssize_t)sizeof x)
+            v = (double)x;
+    }
+out:
+    free(descs);
+    close(fd);
+    return v;
 }
 
 static void row(struct bench *b, const struct real_guest *g, const char *what, const char *unit,
@@ -85,7 +118,7 @@ static void one_guest(struct bench *b, const struct real_guest *g)
     SBX_OPTS(sbx_config, cfg, .mem_size = bench_sizes_mib[g->k] << 20, .deadline_ms = 120000);
     struct sbx_template *tpl = cold_creates(b, g, &cfg);
     struct sbx_diag d = { 0 };
-    double t[CALL_REPS], first[REPS], faults[REPS];
+    double t[CALL_REPS], first[REPS], faults[REPS], exits[REPS], npf[REPS];
     struct sbx_sandbox *s = NULL;
     for (int r = 0; r < REPS; r++) {
         struct sbx_pool *pool = NULL;
@@ -94,8 +127,11 @@ static void one_guest(struct bench *b, const struct real_guest *g)
         must(sbx_sandbox_from_template(tpl, &cfg, pool, &s, &d), &d, "restore");
         t[r] = bench_now_us() - st;
         long f0 = minor_faults();
+        double e0 = vcpu_stat(s->vm.vcpu_fd, "exits"), p0 = vcpu_stat(s->vm.vcpu_fd, "pf_fixed");
         first[r] = call_once(s, g);
         faults[r] = (double)(minor_faults() - f0);
+        exits[r] = e0 < 0 ? -1 : vcpu_stat(s->vm.vcpu_fd, "exits") - e0;
+        npf[r] = p0 < 0 ? -1 : vcpu_stat(s->vm.vcpu_fd, "pf_fixed") - p0;
         sbx_pool_free(pool);
         if (r < REPS - 1)
             sbx_sandbox_destroy(s);
@@ -104,12 +140,19 @@ static void one_guest(struct bench *b, const struct real_guest *g)
     row(b, g, "restore from template (copy, pooled)", "us", restore);
     row(b, g, "first call after it", "us", bench_median(first, REPS));
     row(b, g, "host page faults in that first call", "n", bench_median(faults, REPS));
+    row(b, g, "KVM exits in that first call", "n", bench_median(exits, REPS));
+    row(b, g, "nested-paging faults KVM fixed in it", "n", bench_median(npf, REPS));
     row(b, g, "ratio: cold create / pooled restore", "x",
         bench_get(b, strcmp(g->name, "demo") ? "rules: cold create (load + init)"
                                              : "demo: cold create (load + init)", g->k) / restore);
     for (int r = 0; r < CALL_REPS; r++)
         t[r] = call_once(s, g);
     row(b, g, "warm call", "us", bench_median(t, CALL_REPS));
+    double e0 = vcpu_stat(s->vm.vcpu_fd, "exits"), p0 = vcpu_stat(s->vm.vcpu_fd, "pf_fixed");
+    call_once(s, g);
+    row(b, g, "KVM exits in a warm call", "n", e0 < 0 ? -1 : vcpu_stat(s->vm.vcpu_fd, "exits") - e0);
+    row(b, g, "nested-paging faults in a warm call", "n",
+        p0 < 0 ? -1 : vcpu_stat(s->vm.vcpu_fd, "pf_fixed") - p0);
     for (int r = 0; r < CALL_REPS; r++) {
         call_once(s, g);
         double st = bench_now_us();

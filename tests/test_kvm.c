@@ -600,6 +600,32 @@ static void test_poisoned_sandbox_not_snapshotted(void **state)
     assert_int_equal(sbx_snapshot_take(f->sbx, NULL, &snap, &d), SBX_E_POISONED);
 }
 
+/* Capture reads only the pages the guest ever touched (the kernel's page
+ * map): the snapshot's memory must still equal the sandbox's, byte for byte,
+ * touched pages far into the heap included. */
+static void test_snapshot_holds_every_touched_page(void **state)
+{
+    struct fixture *f = *state;
+    struct sbx_value a[2] = { { .type = SBX_T_U64, .u.u64 = 300 },
+                              { .type = SBX_T_U64, .u.u64 = 0x5eed } };
+    struct sbx_value r;
+    struct sbx_diag d = { 0 };
+    if (sbx_sandbox_call(f->sbx, "touch", a, 2, &r, &d))
+        fail_msg("touch: %s", d.msg);
+    assert_int_equal(r.u.u64, 300);
+    struct sbx_snapshot *snap = NULL;
+    struct sbx_template *t = NULL;
+    if (sbx_snapshot_take(f->sbx, NULL, &snap, &d) || sbx_template_from_snapshot(snap, &t, &d))
+        fail_msg("snapshot: %s", d.msg);
+    assert_int_equal(t->mem_size, f->sbx->vm.mem_size);
+    assert_memory_equal(t->mem, f->sbx->vm.mem, t->mem_size);
+    SBX_OPTS(sbx_snapshot_info, info);
+    assert_int_equal(sbx_snapshot_info(snap, &info, &d), 0);
+    assert_true(info.nonzero_pages >= 300);
+    sbx_template_free(t);
+    sbx_snapshot_free(snap);
+}
+
 static void test_cli_create_info_call(void **state)
 {
     (void)state;
@@ -720,6 +746,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_restore_needs_no_elf),
         cmocka_unit_test_setup_teardown(test_restore_rejects_missing_cpu_features, setup_demo, teardown),
         cmocka_unit_test_setup_teardown(test_poisoned_sandbox_not_snapshotted, setup_hostile, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_holds_every_touched_page, setup_hostile,
+                                        teardown),
         cmocka_unit_test(test_cli_create_info_call),
         cmocka_unit_test(test_cli_snapshot_of_another_patch_release),
     };

@@ -25,6 +25,8 @@ static size_t find_chunks(const struct sbx_snap_input *in, struct sbx_snap_chunk
     uint64_t total = in->mem_size / SBX_PAGE_SIZE;
     *pages = 0;
     for (uint64_t p = 0; p < total; p++) {
+        if (in->touched && !((in->touched[p / 64] >> (p % 64)) & 1))
+            continue;
         if (page_is_zero(in->mem + p * SBX_PAGE_SIZE))
             continue;
         (*pages)++;
@@ -237,6 +239,7 @@ int sbx_snapshot_take(struct sbx_sandbox *s, const struct sbx_snapshot_opts *opt
         return sbx_fail(diag, SBX_E_BUSY, "cannot snapshot a sandbox during its call");
     struct sbx_vcpu_state *st = malloc(sizeof *st);
     struct sbx_snapshot *snap = calloc(1, sizeof *snap);
+    uint64_t *touched = NULL;
     rc = SBX_E_NOMEM;
     if (!st || !snap || !(snap->path = strdup("(memory)"))) {
         sbx_fail(diag, rc, "out of memory for a snapshot");
@@ -247,11 +250,16 @@ int sbx_snapshot_take(struct sbx_sandbox *s, const struct sbx_snapshot_opts *opt
     rc = sbx_vcpu_save(&s->vm, st, diag);
     if (rc || (rc = sbx_vm_cpu_facts(&s->vm, &cpu, diag)))
         goto err;
+    /* Capture costs what the guest touched, not its memory size: in anonymous
+     * memory a page never touched is zero. A copy-on-write sandbox's
+     * untouched pages show the template, so it is scanned whole. */
+    bool anonymous = !(s->tpl && s->cfg.mem_mode == SBX_MEM_COW);
+    touched = anonymous ? sbx_vm_touched_pages(&s->vm) : NULL;
     const struct sbx_guest_facts *g = sbx_sandbox_guest_facts(s);
     struct sbx_snap_input in = {
         .mem = s->vm.mem, .mem_size = s->vm.mem_size, .state = st, .cpu = &cpu,
         .guest_has_note = g->has_note, .guest_version = g->version, .guest_hash = g->hash,
-        .hc = o.hc,
+        .hc = o.hc, .touched = touched,
     };
     in.funcs = sbx_sandbox_functions(s, &in.nfuncs);
     rc = sbx_snap_encode(&in, snap, diag);
@@ -259,10 +267,12 @@ int sbx_snapshot_take(struct sbx_sandbox *s, const struct sbx_snapshot_opts *opt
         goto err;
     /* The guest passed the caller's load policy on this host already. */
     snap->policy = SBX_VERSION_ABI;
+    free(touched);
     free(st);
     *out = snap;
     return 0;
 err:
+    free(touched);
     free(st);
     sbx_snapshot_free(snap);
     return rc;

@@ -66,6 +66,9 @@ struct sbx_snap_input {
     struct sbx_version guest_version;
     uint64_t guest_hash;
     bool hc;
+    /* Optional: a bit per page that may be non-zero; pages without it are
+     * zero and not even read (sbx_vm_touched_pages). NULL: scan them all. */
+    const uint64_t *touched;
 };
 
 /* template.c: a sandbox restored from t keeps it alive until destroyed. */

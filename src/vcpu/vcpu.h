@@ -208,6 +208,9 @@ static inline struct sbx_xchg *sbx_xchg(const struct sbx_vm *vm)
     return (struct sbx_xchg *)(vm->mem + SBX_LAYOUT_XCHG);
 }
 
+/* memory.c: a bit per page of anonymous guest memory that was ever touched
+ * (the rest reads as zero); malloc'd, or NULL when the kernel will not say. */
+uint64_t *sbx_vm_touched_pages(const struct sbx_vm *vm);
 /* Guest memory is left out of host core dumps and of fork()ed children. */
 void sbx_mem_private(void *mem, uint64_t size);
 
