@@ -77,7 +77,7 @@ GUEST_LINK_FLAGS := -no-pie -T guest/guest.ld -Wl,-z,max-page-size=4096 -Wl,--bu
                     -Wl,-z,noexecstack
 GUEST_LIBC_LDFLAGS := -nostartfiles -static -L$(MUSL_DIR) $(GUEST_LINK_FLAGS)
 GUESTS      := $(BUILD)/guests/demo.elf $(BUILD)/guests/hostile.elf $(BUILD)/guests/plain.elf \
-               $(BUILD)/guests/bench.elf $(BUILD)/guests/libctest.elf \
+               $(BUILD)/guests/bench.elf $(BUILD)/guests/big.elf $(BUILD)/guests/libctest.elf \
                $(BUILD)/guests/rules.elf $(BUILD)/guests/wordfreq.elf
 
 TESTS_NATIVE := $(BUILD)/tests/test_loader $(BUILD)/tests/test_snapshot $(BUILD)/tests/test_api
@@ -234,6 +234,10 @@ $(BUILD)/guests/demo.elf: $(BUILD)/guests/demo/demo.o $(GUEST_LIB) guest/guest.l
 	$(Q)$(CC) $(GUEST_LDFLAGS) -o $@ $(GUEST_LIB) $<
 
 $(BUILD)/guests/hostile.elf: $(BUILD)/guests/hostile/hostile.o $(GUEST_LIB) guest/guest.ld
+	@echo "  CC     $@"
+	$(Q)$(CC) $(GUEST_LDFLAGS) -o $@ $(GUEST_LIB) $<
+
+$(BUILD)/guests/big.elf: $(BUILD)/guests/big/big.o $(GUEST_LIB) guest/guest.ld
 	@echo "  CC     $@"
 	$(Q)$(CC) $(GUEST_LDFLAGS) -o $@ $(GUEST_LIB) $<
 

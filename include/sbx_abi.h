@@ -80,14 +80,20 @@ SBX_ABI_ASSERT(sizeof(struct sbx_note_version_desc) == SBX_NOTE_DESC_SIZE, "note
 #define SBX_LAYOUT_PT SBX_U64(0x7000)              /* 4 KiB pages of the first 2 MiB */
 #define SBX_LAYOUT_IST_STACK SBX_U64(0x8000)       /* exception stack, 16 KiB */
 #define SBX_LAYOUT_IST_STACK_TOP SBX_U64(0xc000)
+#define SBX_LAYOUT_BOOT SBX_U64(0xc000)            /* struct sbx_boot_info, host-written */
 #define SBX_LAYOUT_XCHG SBX_U64(0x10000)           /* exchange area */
 #define SBX_LAYOUT_XCHG_SIZE SBX_U64(0x40000)      /* 256 KiB */
 #define SBX_LAYOUT_STACK_GUARD SBX_U64(0x50000)    /* never mapped: stack overflow faults */
 #define SBX_LAYOUT_STACK SBX_U64(0x51000)
 #define SBX_LAYOUT_STACK_TOP SBX_U64(0x100000)
-#define SBX_LAYOUT_IMAGE SBX_U64(0x100000)         /* PT_LOAD segments lie in [IMAGE, IMAGE_END) */
-#define SBX_LAYOUT_IMAGE_END SBX_U64(0x200000)
-#define SBX_LAYOUT_HEAP SBX_U64(0x200000)          /* heap: from here to the end of memory */
+#define SBX_LAYOUT_IMAGE SBX_U64(0x100000)         /* PT_LOAD segments start here */
+#define SBX_LAYOUT_IMAGE_END SBX_U64(0x200000)     /* end of the first 2 MiB, 4 KiB pages */
+#define SBX_LAYOUT_IMAGE_MAX_END SBX_U64(0x30000000) /* images end by 768 MiB */
+#define SBX_LAYOUT_HEAP SBX_U64(0x200000)          /* heap of an image within the first 2 MiB */
+/* An image that ends past SBX_LAYOUT_IMAGE_END is mapped with 4 KiB pages
+ * (its own protections) up to the next 2 MiB boundary; the extra page tables
+ * follow the image, and the heap follows them. The boot information page
+ * says where the heap is, whatever the image. */
 #define SBX_MEM_MIN (SBX_U64(4) << 20)
 #define SBX_MEM_MAX (SBX_U64(1) << 30)             /* one page directory of 2 MiB pages */
 
@@ -196,6 +202,25 @@ SBX_ABI_ASSERT(__builtin_offsetof(struct sbx_xchg, hc_a) == SBX_XCHG_OFF_HC_A0, 
 SBX_ABI_ASSERT(__builtin_offsetof(struct sbx_xchg, hc_a) + 8 == SBX_XCHG_OFF_HC_A1, "xchg offsets");
 SBX_ABI_ASSERT(__builtin_offsetof(struct sbx_xchg, ret) == SBX_XCHG_OFF_RET, "xchg offsets");
 SBX_ABI_ASSERT(SBX_ABI_T_I64 == SBX_ABI_T_I64_ASM, "type codes");
+/* ---- Boot information ---------------------------------------------------------
+ * At SBX_LAYOUT_BOOT, written by the host before the guest starts: where the
+ * guest's memory regions are, so the guest library need not assume them. */
+#define SBX_BOOT_MAGIC 0x544f4f42u /* "BOOT" */
+struct sbx_boot_info {
+    uint32_t magic;
+    uint32_t abi;
+    uint64_t mem_size;
+    uint64_t image_end;   /* end of the last segment, page-aligned */
+    uint64_t heap_start;  /* the heap: [heap_start, heap_end) */
+    uint64_t heap_end;
+    uint64_t stack_guard; /* never mapped: a fault here is a stack overflow */
+    uint64_t stack_top;
+    uint64_t xchg;        /* the exchange area and its size */
+    uint64_t xchg_size;
+    uint64_t reserved[7];
+};
+SBX_ABI_ASSERT(sizeof(struct sbx_boot_info) == 128, "boot information layout");
+
 #define SBX_XCHG_DATA_GPA (SBX_LAYOUT_XCHG + SBX_XCHG_HEADER_SIZE)
 #define SBX_XCHG_DATA_SIZE (SBX_LAYOUT_XCHG_SIZE - SBX_XCHG_HEADER_SIZE)
 

@@ -170,12 +170,12 @@ for flavour in free libc; do
         fail "the installed snapbox does not accept $W/$flavour/app.elf"
 done
 # An image too large for the layout is refused when it is linked.
-printf '#include "sbx_guest.h"\nstatic char big[2 << 20] = { 1 };\nvoid sbx_guest_init(void) { sbx_log(SBX_LOG_INFO, big); }\n' \
+printf '#include "sbx_guest.h"\nstatic char big[800 << 20];\nvoid sbx_guest_init(void) { sbx_log(SBX_LOG_INFO, big); }\n' \
     > "$W/free/big.c"
 # shellcheck disable=SC2046
 if (cd "$W/free" && "$CC" $(PKG_CONFIG_SYSROOT_DIR='' pkg-config --define-variable=prefix="$T/usr" \
         --cflags --libs snapbox-guest) big.c -o big.elf) > "$W/big.log" 2>&1; then
-    fail "a guest with a 2 MiB image linked"
+    fail "a guest with an 800 MiB image linked"
 elif grep -q "snapbox guest image too large" "$W/big.log"; then
     ok "a guest image too large is refused at link time, by name"
 else

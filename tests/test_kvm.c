@@ -626,6 +626,61 @@ static void test_snapshot_holds_every_touched_page(void **state)
     sbx_snapshot_free(snap);
 }
 
+/* A sandbox of the big guest (an image past 21 MiB) in mem_size bytes, or
+ * the creation's error in *rc. */
+static struct sbx_sandbox *big_sandbox(uint64_t mem_size, int *rc, struct sbx_diag *d)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/big.elf", guest_dir);
+    struct sbx_guest *g = NULL;
+    struct sbx_sandbox *s = NULL;
+    if (sbx_guest_load(path, NULL, &g, d))
+        fail_msg("%s: %s", path, d->msg);
+    SBX_OPTS(sbx_config, cfg, .mem_size = mem_size, .deadline_ms = 20000);
+    *rc = sbx_sandbox_create(g, &cfg, &s, d);
+    sbx_guest_free(g);
+    return s;
+}
+
+static uint64_t big_call(struct sbx_sandbox *s, const char *fn, uint64_t arg, int want)
+{
+    struct sbx_value a = { .type = SBX_T_U64, .u.u64 = arg }, r = { 0 };
+    struct sbx_diag d = { 0 };
+    int rc = sbx_sandbox_call(s, fn, &a, !strcmp(fn, "fill"), &r, &d);
+    if (rc != want)
+        fail_msg("%s: expected %d, got %d: %s", fn, want, rc, d.msg);
+    return want ? d.fault.addr : r.u.u64;
+}
+
+/* An image far larger than the first 2 MiB: loaded, its pages protected one
+ * by one (read-only data stays read-only 17 MiB in, data is no-execute), the
+ * heap placed past it, and a memory too small for it refused by name. */
+static void test_image_of_21_mib(void **state)
+{
+    (void)state;
+    struct sbx_diag d = { 0 };
+    int rc;
+    struct sbx_sandbox *s = big_sandbox(64ull << 20, &rc, &d);
+    if (rc)
+        fail_msg("create: %s", d.msg);
+    assert_int_equal(big_call(s, "sum", 0, 0), 1 + 2 + 41);
+    assert_true(big_call(s, "layout", 0, 0) > 21ull << 20);
+    /* 1024 pages, (3 + page) % 256 each: four whole turns of 0..255 */
+    assert_int_equal(big_call(s, "fill", 3, 0), 4 * (255 * 256 / 2));
+    sbx_sandbox_destroy(s);
+    s = big_sandbox(64ull << 20, &rc, &d);
+    uint64_t addr = big_call(s, "write_table", 0, SBX_E_GUEST_FAULT);
+    assert_in_range(addr, 16ull << 20, 18ull << 20); /* the table, 16 MiB in */
+    sbx_sandbox_destroy(s);
+    s = big_sandbox(64ull << 20, &rc, &d);
+    addr = big_call(s, "exec_data", 0, SBX_E_GUEST_FAULT);
+    assert_in_range(addr, 17ull << 20, 22ull << 20);
+    sbx_sandbox_destroy(s);
+    assert_null(big_sandbox(16ull << 20, &rc, &d));
+    assert_int_equal(rc, SBX_E_LIMIT);
+    tu_assert_contains(d.msg, "the guest image is too large for 16 MiB of guest memory");
+}
+
 static void test_cli_create_info_call(void **state)
 {
     (void)state;
@@ -748,6 +803,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_poisoned_sandbox_not_snapshotted, setup_hostile, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_holds_every_touched_page, setup_hostile,
                                         teardown),
+        cmocka_unit_test(test_image_of_21_mib),
         cmocka_unit_test(test_cli_create_info_call),
         cmocka_unit_test(test_cli_snapshot_of_another_patch_release),
     };

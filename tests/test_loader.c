@@ -344,7 +344,7 @@ static void test_bad_segments(void **state)
     expect_reject(&c, "memsz-wrap.elf", SBX_E_ELF, "wraps around");
 
     c = demo_copy();
-    phdr(&c, PT_LOAD, 2)->p_memsz = 64ull << 20; /* past the image range */
+    phdr(&c, PT_LOAD, 2)->p_memsz = 1ull << 30; /* past the image range */
     expect_reject(&c, "toobig.elf", SBX_E_ELF, "the guest image is too large");
 
     c = demo_copy();

@@ -632,7 +632,8 @@ static int make_golden(const char *build, const char *out)
     snprintf(path, sizeof path, "%s/demo.elf", out);
     tu_write(path, g->file, g->file_size);
     struct sbx_vm vm = { .mem = calloc(1, SBX_MEM_MIN), .mem_size = SBX_MEM_MIN };
-    sbx_mem_prepare(&vm, g);
+    if (sbx_mem_prepare(&vm, g, &d))
+        return fprintf(stderr, "make-golden: %s\n", d.msg), 1;
     static struct sbx_vcpu_state st;
     snapfix_vcpu_state(&st);
     struct sbx_cpu_facts cpu = { .vendor = "AuthenticAMD" };

@@ -65,7 +65,7 @@ static void mark(uint64_t first, uint64_t n, bool used)
 
 static void heap_init(void)
 {
-    uint64_t heap = SBX_LAYOUT_HEAP, end = SBX_XCHG->mem_size;
+    uint64_t heap = SBX_BOOT->heap_start, end = SBX_BOOT->heap_end;
     brk_start = brk_cur = heap;
     brk_end = heap + ((end - heap) / 8 & ~(PAGE - 1));
     map_start = brk_end;

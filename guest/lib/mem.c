@@ -2,12 +2,14 @@
  * with the C library take these from it instead. */
 #include "sbx_guest.h"
 
-static uint64_t heap_next = SBX_LAYOUT_HEAP;
+static uint64_t heap_next; /* 0 until the first allocation reads the boot information */
 
 void *sbx_alloc(size_t size)
 {
+    if (!heap_next)
+        heap_next = SBX_BOOT->heap_start;
     uint64_t start = (heap_next + 15) & ~15ull;
-    uint64_t end = SBX_XCHG->mem_size;
+    uint64_t end = SBX_BOOT->heap_end;
     if (start > end || size > end - start)
         return NULL;
     heap_next = start + size;

@@ -86,9 +86,12 @@ _Noreturn void sbx_guest_main(void);
 /* Make hypercall op (the exchange area holds its request). */
 void sbx_hypercall(uint8_t op);
 
-/* Bump allocator over the heap (SBX_LAYOUT_HEAP to the end of guest memory);
+/* Bump allocator over the heap (SBX_BOOT->heap_start to heap_end);
  * returns NULL when the heap is exhausted. Memory is never freed. */
 void *sbx_alloc(size_t size);
+
+/* Where the host put the guest's memory regions (heap, stack, exchange area). */
+#define SBX_BOOT ((const volatile struct sbx_boot_info *)(uintptr_t)SBX_LAYOUT_BOOT)
 
 /* The exchange area, for guests that speak the ABI directly. */
 #define SBX_XCHG ((volatile struct sbx_xchg *)(uintptr_t)SBX_LAYOUT_XCHG)

@@ -90,21 +90,20 @@ static int check_load(const struct sbx_guest *g, size_t i, const Elf64_Phdr *ph,
     if (ph->p_vaddr > UINT64_MAX - ph->p_memsz)
         return sbx_fail(diag, SBX_E_ELF, "%s: segment %zu: p_vaddr 0x%llx + p_memsz 0x%llx wraps around",
                         g->path, i, (unsigned long long)ph->p_vaddr, (unsigned long long)ph->p_memsz);
-    if (ph->p_vaddr >= SBX_LAYOUT_IMAGE && ph->p_vaddr < SBX_LAYOUT_IMAGE_END &&
-        ph->p_vaddr + ph->p_memsz > SBX_LAYOUT_IMAGE_END)
+    if (ph->p_vaddr >= SBX_LAYOUT_IMAGE && ph->p_vaddr < SBX_LAYOUT_IMAGE_MAX_END &&
+        ph->p_vaddr + ph->p_memsz > SBX_LAYOUT_IMAGE_MAX_END)
         return sbx_fail(diag, SBX_E_ELF,
                         "%s: the guest image is too large: segment %zu ends at 0x%llx, and the "
-                        "image must end by 0x%llx (%llu KiB from 0x%llx)",
+                        "image must end by 0x%llx (%llu MiB)",
                         g->path, i, (unsigned long long)(ph->p_vaddr + ph->p_memsz),
-                        SBX_LAYOUT_IMAGE_END, (SBX_LAYOUT_IMAGE_END - SBX_LAYOUT_IMAGE) >> 10,
-                        SBX_LAYOUT_IMAGE);
-    if (ph->p_vaddr < SBX_LAYOUT_IMAGE || ph->p_vaddr + ph->p_memsz > SBX_LAYOUT_IMAGE_END)
+                        SBX_LAYOUT_IMAGE_MAX_END, SBX_LAYOUT_IMAGE_MAX_END >> 20);
+    if (ph->p_vaddr < SBX_LAYOUT_IMAGE || ph->p_vaddr + ph->p_memsz > SBX_LAYOUT_IMAGE_MAX_END)
         return sbx_fail(diag, SBX_E_ELF,
                         "%s: segment %zu: [0x%llx, 0x%llx) is outside the guest image range "
                         "[0x%llx, 0x%llx)",
                         g->path, i, (unsigned long long)ph->p_vaddr,
                         (unsigned long long)(ph->p_vaddr + ph->p_memsz), SBX_LAYOUT_IMAGE,
-                        SBX_LAYOUT_IMAGE_END);
+                        SBX_LAYOUT_IMAGE_MAX_END);
     if (ph->p_align > 1 && ((ph->p_align & (ph->p_align - 1)) != 0 ||
                             (ph->p_vaddr - ph->p_offset) % ph->p_align != 0))
         return sbx_fail(diag, SBX_E_ELF,

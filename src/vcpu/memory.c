@@ -14,7 +14,34 @@ void *sbx_mem_at(const struct sbx_vm *vm, uint64_t gpa, uint64_t len)
     return vm->mem + gpa;
 }
 
-/* The loader has checked every segment against the file and the image range. */
+#define HUGE_PAGE (SBX_U64(2) << 20)
+
+static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
+
+int sbx_layout_for(const struct sbx_guest *g, uint64_t mem_size, struct sbx_layout *l,
+                   struct sbx_diag *diag)
+{
+    uint64_t end = SBX_LAYOUT_IMAGE;
+    for (size_t i = 0; i < g->nseg; i++)
+        if (g->seg[i].vaddr + g->seg[i].memsz > end)
+            end = g->seg[i].vaddr + g->seg[i].memsz;
+    *l = (struct sbx_layout){ .image_end = align_up(end, SBX_PAGE_SIZE), .heap_start = SBX_LAYOUT_HEAP };
+    if (l->image_end > SBX_LAYOUT_IMAGE_END) {
+        /* one more page table per 2 MiB of image past the first 2 MiB */
+        l->nextra_pt = align_up(l->image_end, HUGE_PAGE) / HUGE_PAGE - 1;
+        l->extra_pt = l->image_end;
+        l->heap_start = l->extra_pt + l->nextra_pt * SBX_PAGE_SIZE;
+    }
+    if (l->heap_start >= mem_size)
+        return sbx_fail(diag, SBX_E_LIMIT, "%s: the guest image is too large for %llu MiB of "
+                        "guest memory: it and its page tables end at %llu KiB, leaving no heap",
+                        g->path, (unsigned long long)(mem_size >> 20),
+                        (unsigned long long)(l->heap_start >> 10));
+    return 0;
+}
+
+/* The loader has checked every segment against the file and the image range,
+ * and sbx_layout_for that the image fits the memory. */
 void sbx_mem_load_segments(struct sbx_vm *vm, const struct sbx_guest *g)
 {
     for (size_t i = 0; i < g->nseg; i++) {
@@ -25,14 +52,31 @@ void sbx_mem_load_segments(struct sbx_vm *vm, const struct sbx_guest *g)
     }
 }
 
-void sbx_mem_prepare(struct sbx_vm *vm, const struct sbx_guest *g)
+static void write_boot_info(struct sbx_vm *vm, const struct sbx_layout *l)
 {
+    struct sbx_boot_info b = {
+        .magic = SBX_BOOT_MAGIC, .abi = SBX_ABI_VERSION, .mem_size = vm->mem_size,
+        .image_end = l->image_end, .heap_start = l->heap_start, .heap_end = vm->mem_size,
+        .stack_guard = SBX_LAYOUT_STACK_GUARD, .stack_top = SBX_LAYOUT_STACK_TOP,
+        .xchg = SBX_LAYOUT_XCHG, .xchg_size = SBX_LAYOUT_XCHG_SIZE,
+    };
+    memcpy(vm->mem + SBX_LAYOUT_BOOT, &b, sizeof b);
+}
+
+int sbx_mem_prepare(struct sbx_vm *vm, const struct sbx_guest *g, struct sbx_diag *diag)
+{
+    struct sbx_layout l;
+    int rc = sbx_layout_for(g, vm->mem_size, &l, diag);
+    if (rc)
+        return rc;
     sbx_mem_load_segments(vm, g);
-    sbx_x86_build_tables(vm, g);
+    sbx_x86_build_tables(vm, g, &l);
+    write_boot_info(vm, &l);
     struct sbx_xchg *x = sbx_xchg(vm);
     x->magic = SBX_XCHG_MAGIC;
     x->abi = SBX_ABI_VERSION;
     x->mem_size = vm->mem_size;
+    return 0;
 }
 
 /* A host core dump must not hold every tenant's memory, and a child made by

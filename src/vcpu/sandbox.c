@@ -57,11 +57,13 @@ static int resolve_config(const struct sbx_config *in, struct sbx_config *out,
 
 static int boot(struct sbx_sandbox *s, const struct sbx_guest *g, struct sbx_diag *diag)
 {
-    sbx_mem_prepare(&s->vm, g);
+    int rc = sbx_mem_prepare(&s->vm, g, diag);
+    if (rc)
+        return rc;
     struct sbx_guest_facts facts = { .hash = g->hash };
     facts.has_note = sbx_guest_note(g, &facts.version) != SBX_NOTE_NONE;
     sbx_sandbox_set_guest_facts(s, &facts);
-    int rc = sbx_x86_set_initial_state(&s->vm, g->entry, diag);
+    rc = sbx_x86_set_initial_state(&s->vm, g->entry, diag);
     if (rc)
         return rc;
     rc = sbx_run(s, SBX_HC_READY, diag);

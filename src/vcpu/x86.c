@@ -40,17 +40,9 @@
 
 static void put64(uint8_t *mem, uint64_t gpa, uint64_t v) { memcpy(mem + gpa, &v, sizeof v); }
 
-/* PTE for a 4 KiB page of the first 2 MiB: absent, system (RW, NX) or image. */
-static uint64_t low_pte(const struct sbx_guest *g, uint64_t page)
+/* The flags of the image's segments that cover page (0: none does). */
+static uint32_t segment_flags(const struct sbx_guest *g, uint64_t page)
 {
-    if (page == SBX_LAYOUT_NULL_PAGE || page == SBX_LAYOUT_STACK_GUARD)
-        return 0;
-    if (page == SBX_LAYOUT_FAULT_STUBS)
-        return page | PTE_P;
-    if (page >= SBX_LAYOUT_IST_STACK_TOP && page < SBX_LAYOUT_XCHG)
-        return 0;
-    if (page < SBX_LAYOUT_IMAGE)
-        return page | PTE_P | PTE_RW | PTE_NX;
     uint32_t flags = 0;
     for (size_t i = 0; i < g->nseg; i++) {
         const struct sbx_segment *s = &g->seg[i];
@@ -58,20 +50,47 @@ static uint64_t low_pte(const struct sbx_guest *g, uint64_t page)
         if (page >= first && page < s->vaddr + s->memsz)
             flags |= s->flags;
     }
+    return flags;
+}
+
+/* PTE for a 4 KiB page: absent, system (RW, NX), image (its segment's
+ * protections; a gap between segments is absent) or, past the image, page
+ * tables and heap (RW, NX). */
+static uint64_t pte(const struct sbx_guest *g, const struct sbx_layout *l, uint64_t page)
+{
+    if (page == SBX_LAYOUT_NULL_PAGE || page == SBX_LAYOUT_STACK_GUARD)
+        return 0;
+    if (page == SBX_LAYOUT_FAULT_STUBS)
+        return page | PTE_P;
+    if (page > SBX_LAYOUT_BOOT && page < SBX_LAYOUT_XCHG)
+        return 0;
+    if (page < SBX_LAYOUT_IMAGE || page >= l->image_end)
+        return page < SBX_LAYOUT_IMAGE || page >= SBX_LAYOUT_IMAGE_END
+                   ? page | PTE_P | PTE_RW | PTE_NX : 0;
+    uint32_t flags = segment_flags(g, page);
     if (!flags)
         return 0;
     return page | PTE_P | ((flags & PF_W) ? PTE_RW : 0) | ((flags & PF_X) ? 0 : PTE_NX);
 }
 
-static void build_page_tables(struct sbx_vm *vm, const struct sbx_guest *g)
+/* 4 KiB pages for the first 2 MiB and for the image past them, 2 MiB pages
+ * for the rest of memory (RW, NX). */
+static void build_page_tables(struct sbx_vm *vm, const struct sbx_guest *g,
+                              const struct sbx_layout *l)
 {
     put64(vm->mem, SBX_LAYOUT_PML4, SBX_LAYOUT_PDPT | PTE_P | PTE_RW);
     put64(vm->mem, SBX_LAYOUT_PDPT, SBX_LAYOUT_PD | PTE_P | PTE_RW);
-    put64(vm->mem, SBX_LAYOUT_PD, SBX_LAYOUT_PT | PTE_P | PTE_RW);
-    for (uint64_t i = 1; i < vm->mem_size / HUGE_PAGE; i++)
-        put64(vm->mem, SBX_LAYOUT_PD + 8 * i, i * HUGE_PAGE | PTE_P | PTE_RW | PTE_PS | PTE_NX);
-    for (uint64_t i = 0; i < HUGE_PAGE / SBX_PAGE_SIZE; i++)
-        put64(vm->mem, SBX_LAYOUT_PT + 8 * i, low_pte(g, i * SBX_PAGE_SIZE));
+    for (uint64_t i = 0; i < vm->mem_size / HUGE_PAGE; i++) {
+        uint64_t pt = i == 0 ? SBX_LAYOUT_PT
+                    : i <= l->nextra_pt ? l->extra_pt + (i - 1) * SBX_PAGE_SIZE : 0;
+        if (!pt) {
+            put64(vm->mem, SBX_LAYOUT_PD + 8 * i, i * HUGE_PAGE | PTE_P | PTE_RW | PTE_PS | PTE_NX);
+            continue;
+        }
+        put64(vm->mem, SBX_LAYOUT_PD + 8 * i, pt | PTE_P | PTE_RW);
+        for (uint64_t p = 0; p < HUGE_PAGE / SBX_PAGE_SIZE; p++)
+            put64(vm->mem, pt + 8 * p, pte(g, l, i * HUGE_PAGE + p * SBX_PAGE_SIZE));
+    }
 }
 
 static void build_gdt_tss(struct sbx_vm *vm)
@@ -103,9 +122,9 @@ static void build_idt(struct sbx_vm *vm)
     }
 }
 
-void sbx_x86_build_tables(struct sbx_vm *vm, const struct sbx_guest *g)
+void sbx_x86_build_tables(struct sbx_vm *vm, const struct sbx_guest *g, const struct sbx_layout *l)
 {
-    build_page_tables(vm, g);
+    build_page_tables(vm, g, l);
     build_gdt_tss(vm);
     build_idt(vm);
 }
