@@ -308,7 +308,15 @@ struct sbx_config {
      * so a guest that logs endlessly costs neither host memory nor a flood.
      * 0: SBX_DEFAULT_MAX_LOG_PER_CALL. */
     uint32_t max_log_per_call;
+    /* Bytes of guest stack for a guest created from an ELF file (a snapshot
+     * keeps the stack it was made with): 0 or at most SBX_DEFAULT_STACK_SIZE
+     * gives the default stack below the image; a larger one, a multiple of
+     * 4 KiB up to SBX_MAX_STACK_SIZE, goes above the image, below the heap,
+     * with its own guard page. */
+    uint64_t stack_size;
 };
+#define SBX_DEFAULT_STACK_SIZE (700ull << 10)
+#define SBX_MAX_STACK_SIZE (256ull << 20)
 
 /* Create a sandbox: allocate guest memory, load the guest's segments, build
  * page tables, GDT and IDT, create the KVM VM and vCPU, and run the guest's

@@ -681,6 +681,51 @@ static void test_image_of_21_mib(void **state)
     tu_assert_contains(d.msg, "the guest image is too large for 16 MiB of guest memory");
 }
 
+/* The stack a sandbox is given: 4000 frames of 512+ bytes overflow the
+ * default 700 KiB by name, and fit in 4 MiB placed above the image; the big
+ * stack survives a snapshot and a restore, and a stack too large for the
+ * memory is refused. */
+static void test_stack_size(void **state)
+{
+    (void)state;
+    char path[600];
+    snprintf(path, sizeof path, "%s/hostile.elf", guest_dir);
+    struct sbx_guest *g = NULL;
+    struct sbx_sandbox *s = NULL;
+    struct sbx_diag d = { 0 };
+    if (sbx_guest_load(path, NULL, &g, &d))
+        fail_msg("%s: %s", path, d.msg);
+    struct sbx_value depth = { .type = SBX_T_U64, .u.u64 = 4000 }, r;
+    SBX_OPTS(sbx_config, small, .deadline_ms = 20000);
+    if (sbx_sandbox_create(g, &small, &s, &d))
+        fail_msg("create: %s", d.msg);
+    assert_int_equal(sbx_sandbox_call(s, "deep", &depth, 1, &r, &d), SBX_E_GUEST_FAULT);
+    tu_assert_contains(d.msg, "guest stack overflow");
+    sbx_sandbox_destroy(s);
+    SBX_OPTS(sbx_config, big, .deadline_ms = 20000, .mem_size = 16ull << 20,
+             .stack_size = 4ull << 20);
+    if (sbx_sandbox_create(g, &big, &s, &d))
+        fail_msg("create with a 4 MiB stack: %s", d.msg);
+    if (sbx_sandbox_call(s, "deep", &depth, 1, &r, &d))
+        fail_msg("deep(4000) on 4 MiB: %s", d.msg);
+    struct sbx_snapshot *snap = NULL;
+    struct sbx_sandbox *back = NULL;
+    if (sbx_snapshot_take(s, NULL, &snap, &d) || sbx_sandbox_restore(snap, &small, &back, &d))
+        fail_msg("snapshot and restore: %s", d.msg);
+    if (sbx_sandbox_call(back, "deep", &depth, 1, &r, &d))
+        fail_msg("deep(4000) after restore: %s", d.msg);
+    depth.u.u64 = 100000; /* ~50 MiB: past the 4 MiB stack's own guard page */
+    assert_int_equal(sbx_sandbox_call(back, "deep", &depth, 1, &r, &d), SBX_E_GUEST_FAULT);
+    tu_assert_contains(d.msg, "guest stack overflow");
+    sbx_sandbox_destroy(back);
+    sbx_snapshot_free(snap);
+    sbx_sandbox_destroy(s);
+    SBX_OPTS(sbx_config, huge, .mem_size = 8ull << 20, .stack_size = 8ull << 20);
+    assert_int_equal(sbx_sandbox_create(g, &huge, &s, &d), SBX_E_LIMIT);
+    tu_assert_contains(d.msg, "too large for 8 MiB of guest memory");
+    sbx_guest_free(g);
+}
+
 static void test_cli_create_info_call(void **state)
 {
     (void)state;
@@ -767,6 +812,18 @@ static void test_cli_snapshot_of_another_patch_release(void **state)
     assert_string_equal(out, "5\n");
 }
 
+static void test_cli_stack(void **state)
+{
+    (void)state;
+    char cmd[2048], out[2048];
+    snprintf(cmd, sizeof cmd, "%s run %s/hostile.elf deep 4000 2>&1", cli_path, guest_dir);
+    assert_int_equal(run_cmd(cmd, out, sizeof out), 10);
+    tu_assert_contains(out, "guest stack overflow");
+    snprintf(cmd, sizeof cmd, "%s run %s/hostile.elf deep 4000 --stack 4M --mem 16M 2>/dev/null",
+             cli_path, guest_dir);
+    assert_int_equal(run_cmd(cmd, out, sizeof out), 0);
+}
+
 int main(int argc, char **argv)
 {
     snprintf(guest_dir, sizeof guest_dir, "%s", argc > 1 ? argv[1] : "build/guests");
@@ -804,8 +861,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_snapshot_holds_every_touched_page, setup_hostile,
                                         teardown),
         cmocka_unit_test(test_image_of_21_mib),
+        cmocka_unit_test(test_stack_size),
         cmocka_unit_test(test_cli_create_info_call),
         cmocka_unit_test(test_cli_snapshot_of_another_patch_release),
+        cmocka_unit_test(test_cli_stack),
     };
     return cmocka_run_group_tests_name("kvm", tests, NULL, NULL);
 }

@@ -65,6 +65,15 @@ static void stack_overflow(const struct sbx_abi_value *a, struct sbx_abi_value *
     sbx_ret_u64(r, recurse(0));
 }
 
+/* Recursion to a given depth, 512+ bytes a frame: how deep a stack is. */
+static void deep(const struct sbx_abi_value *a, struct sbx_abi_value *r)
+{
+    depth_limit = sbx_arg_u64(a, 0);
+    uint64_t v = recurse(0);
+    depth_limit = ~0ull;
+    sbx_ret_u64(r, v);
+}
+
 static void raw_hypercall(uint8_t op, uint64_t a0, uint64_t a1, uint64_t a2)
 {
     SBX_XCHG->hc_a[0] = a0;
@@ -476,6 +485,7 @@ void sbx_guest_init(void)
     sbx_register("port_io", SBX_T_U64, port_io, 2, SBX_T_I64, SBX_T_U64);
     sbx_register("steal_time", SBX_T_VOID, steal_time, 1, SBX_T_U64);
     sbx_register("touch", SBX_T_U64, touch, 2, SBX_T_U64, SBX_T_U64);
+    sbx_register("deep", SBX_T_U64, deep, 1, SBX_T_U64);
     sbx_register("poke", SBX_T_VOID, poke, 2, SBX_T_U64, SBX_T_U64);
     sbx_register("fault_mid", SBX_T_I64, fault_mid, 2, SBX_T_I64, SBX_T_U64);
     sbx_register("host_reenter", SBX_T_I64, host_reenter, 0);

@@ -43,6 +43,7 @@ struct sbx_host_fns *cli_config(const struct cli *c, struct sbx_config *cfg,
     *cfg = (struct sbx_config){
         .sz = sizeof *cfg,
         .mem_size = c->mem_size,
+        .stack_size = c->stack_size,
         .deadline_ms = c->deadline_ms,
         .log = cli_log,
         .host_fns = fns,

@@ -18,24 +18,47 @@ void *sbx_mem_at(const struct sbx_vm *vm, uint64_t gpa, uint64_t len)
 
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
 
-int sbx_layout_for(const struct sbx_guest *g, uint64_t mem_size, struct sbx_layout *l,
-                   struct sbx_diag *diag)
+/* [image][page tables][guard][stack][heap]: the page tables give 4 KiB
+ * pages to everything past the first 2 MiB up to the heap, the stack's
+ * guard page and the image's protections included. Their number depends on
+ * where the region ends, which depends on their number: settle it. */
+static void place_regions(struct sbx_layout *l, uint64_t stack_size)
+{
+    bool high_stack = stack_size > SBX_DEFAULT_STACK_SIZE;
+    uint64_t start = l->image_end > SBX_LAYOUT_IMAGE_END ? l->image_end : SBX_LAYOUT_IMAGE_END;
+    for (int round = 0; round < 4; round++) {
+        uint64_t after_pt = start + l->nextra_pt * SBX_PAGE_SIZE, end = l->image_end;
+        if (high_stack) {
+            l->stack_guard = after_pt;
+            l->stack_top = after_pt + SBX_PAGE_SIZE + stack_size;
+            end = l->stack_top;
+        }
+        l->heap_start = high_stack ? l->stack_top : after_pt;
+        uint64_t n = end > SBX_LAYOUT_IMAGE_END ? align_up(end, HUGE_PAGE) / HUGE_PAGE - 1 : 0;
+        if (n == l->nextra_pt)
+            break;
+        l->nextra_pt = n;
+    }
+    l->extra_pt = start;
+    if (!high_stack)
+        l->stack_guard = SBX_LAYOUT_STACK_GUARD, l->stack_top = SBX_LAYOUT_STACK_TOP;
+    if (!l->nextra_pt && !high_stack)
+        l->heap_start = SBX_LAYOUT_HEAP;
+}
+
+int sbx_layout_for(const struct sbx_guest *g, uint64_t mem_size, uint64_t stack_size,
+                   struct sbx_layout *l, struct sbx_diag *diag)
 {
     uint64_t end = SBX_LAYOUT_IMAGE;
     for (size_t i = 0; i < g->nseg; i++)
         if (g->seg[i].vaddr + g->seg[i].memsz > end)
             end = g->seg[i].vaddr + g->seg[i].memsz;
-    *l = (struct sbx_layout){ .image_end = align_up(end, SBX_PAGE_SIZE), .heap_start = SBX_LAYOUT_HEAP };
-    if (l->image_end > SBX_LAYOUT_IMAGE_END) {
-        /* one more page table per 2 MiB of image past the first 2 MiB */
-        l->nextra_pt = align_up(l->image_end, HUGE_PAGE) / HUGE_PAGE - 1;
-        l->extra_pt = l->image_end;
-        l->heap_start = l->extra_pt + l->nextra_pt * SBX_PAGE_SIZE;
-    }
+    *l = (struct sbx_layout){ .image_end = align_up(end, SBX_PAGE_SIZE) };
+    place_regions(l, stack_size);
     if (l->heap_start >= mem_size)
         return sbx_fail(diag, SBX_E_LIMIT, "%s: the guest image is too large for %llu MiB of "
-                        "guest memory: it and its page tables end at %llu KiB, leaving no heap",
-                        g->path, (unsigned long long)(mem_size >> 20),
+                        "guest memory: it, its page tables and its stack end at %llu KiB, "
+                        "leaving no heap", g->path, (unsigned long long)(mem_size >> 20),
                         (unsigned long long)(l->heap_start >> 10));
     return 0;
 }
@@ -57,16 +80,17 @@ static void write_boot_info(struct sbx_vm *vm, const struct sbx_layout *l)
     struct sbx_boot_info b = {
         .magic = SBX_BOOT_MAGIC, .abi = SBX_ABI_VERSION, .mem_size = vm->mem_size,
         .image_end = l->image_end, .heap_start = l->heap_start, .heap_end = vm->mem_size,
-        .stack_guard = SBX_LAYOUT_STACK_GUARD, .stack_top = SBX_LAYOUT_STACK_TOP,
+        .stack_guard = l->stack_guard, .stack_top = l->stack_top,
         .xchg = SBX_LAYOUT_XCHG, .xchg_size = SBX_LAYOUT_XCHG_SIZE,
     };
     memcpy(vm->mem + SBX_LAYOUT_BOOT, &b, sizeof b);
 }
 
-int sbx_mem_prepare(struct sbx_vm *vm, const struct sbx_guest *g, struct sbx_diag *diag)
+int sbx_mem_prepare(struct sbx_vm *vm, const struct sbx_guest *g, uint64_t stack_size,
+                    struct sbx_diag *diag)
 {
     struct sbx_layout l;
-    int rc = sbx_layout_for(g, vm->mem_size, &l, diag);
+    int rc = sbx_layout_for(g, vm->mem_size, stack_size, &l, diag);
     if (rc)
         return rc;
     sbx_mem_load_segments(vm, g);

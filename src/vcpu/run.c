@@ -47,8 +47,8 @@ static int report_fault(struct sbx_sandbox *s, uint32_t v, struct sbx_diag *diag
     } else {
         f.rip = frame[0];
     }
-    bool overflow = v == 14 && f.addr >= SBX_LAYOUT_STACK_GUARD &&
-                    f.addr < SBX_LAYOUT_STACK_GUARD + SBX_PAGE_SIZE;
+    uint64_t guard = sbx_boot_info(&s->vm)->stack_guard; /* for the message only */
+    bool overflow = v == 14 && f.addr >= guard && f.addr - guard < SBX_PAGE_SIZE;
     int rc = sbx_fail(diag, SBX_E_GUEST_FAULT,
                       "guest %s: vector %u (%s) at rip 0x%llx, address 0x%llx, error code 0x%llx",
                       overflow ? "stack overflow (a fault in the stack's guard page)"

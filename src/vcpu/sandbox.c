@@ -43,6 +43,9 @@ static int resolve_config(const struct sbx_config *in, struct sbx_config *out,
         out->mem_mode = SBX_MEM_COPY;
     if (!out->max_log_per_call)
         out->max_log_per_call = SBX_DEFAULT_MAX_LOG_PER_CALL;
+    if (out->stack_size % SBX_GUEST_PAGE_SIZE || out->stack_size > SBX_MAX_STACK_SIZE)
+        return sbx_fail(diag, SBX_E_INVAL, "stack size %llu is not a multiple of 4 KiB up to "
+                        "%llu bytes", (unsigned long long)out->stack_size, SBX_MAX_STACK_SIZE);
     int rc = sbx_check_mem_size(out->mem_size, diag);
     if (rc)
         return rc;
@@ -57,13 +60,13 @@ static int resolve_config(const struct sbx_config *in, struct sbx_config *out,
 
 static int boot(struct sbx_sandbox *s, const struct sbx_guest *g, struct sbx_diag *diag)
 {
-    int rc = sbx_mem_prepare(&s->vm, g, diag);
+    int rc = sbx_mem_prepare(&s->vm, g, s->cfg.stack_size, diag);
     if (rc)
         return rc;
     struct sbx_guest_facts facts = { .hash = g->hash };
     facts.has_note = sbx_guest_note(g, &facts.version) != SBX_NOTE_NONE;
     sbx_sandbox_set_guest_facts(s, &facts);
-    rc = sbx_x86_set_initial_state(&s->vm, g->entry, diag);
+    rc = sbx_x86_set_initial_state(&s->vm, g->entry, sbx_boot_info(&s->vm)->stack_top, diag);
     if (rc)
         return rc;
     rc = sbx_run(s, SBX_HC_READY, diag);

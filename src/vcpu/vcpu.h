@@ -203,16 +203,25 @@ void sbx_mem_load_segments(struct sbx_vm *vm, const struct sbx_guest *g);
 /* Where a guest's regions go in mem_size bytes of memory (sbx_abi.h). */
 struct sbx_layout {
     uint64_t image_end;  /* page-aligned end of the last segment */
-    uint64_t extra_pt;   /* page tables for the image past the first 2 MiB */
+    uint64_t extra_pt;   /* page tables for 4 KiB pages past the first 2 MiB */
     uint64_t nextra_pt;
+    uint64_t stack_guard, stack_top;
     uint64_t heap_start;
 };
-/* SBX_E_LIMIT, naming the image, when it leaves no heap in mem_size. */
-int sbx_layout_for(const struct sbx_guest *g, uint64_t mem_size, struct sbx_layout *l,
-                   struct sbx_diag *diag);
+/* SBX_E_LIMIT, naming the image, when it and the stack leave no heap in
+ * mem_size. stack_size as struct sbx_config's. */
+int sbx_layout_for(const struct sbx_guest *g, uint64_t mem_size, uint64_t stack_size,
+                   struct sbx_layout *l, struct sbx_diag *diag);
+/* The boot information page the host wrote (guest memory: the guest may
+ * have changed it; use it for messages, not for safety). */
+static inline const struct sbx_boot_info *sbx_boot_info(const struct sbx_vm *vm)
+{
+    return (const struct sbx_boot_info *)(vm->mem + SBX_LAYOUT_BOOT);
+}
 /* The memory a guest starts from: its segments, page tables, GDT, IDT and the
  * exchange-area header. Needs no KVM: vm->mem may be any zeroed buffer. */
-int sbx_mem_prepare(struct sbx_vm *vm, const struct sbx_guest *g, struct sbx_diag *diag);
+int sbx_mem_prepare(struct sbx_vm *vm, const struct sbx_guest *g, uint64_t stack_size,
+                    struct sbx_diag *diag);
 static inline struct sbx_xchg *sbx_xchg(const struct sbx_vm *vm)
 {
     return (struct sbx_xchg *)(vm->mem + SBX_LAYOUT_XCHG);
@@ -238,7 +247,8 @@ int sbx_msr_list(const struct sbx_vm *vm, const uint32_t **list, uint32_t *n,
 
 /* x86.c */
 void sbx_x86_build_tables(struct sbx_vm *vm, const struct sbx_guest *g, const struct sbx_layout *l);
-int sbx_x86_set_initial_state(struct sbx_vm *vm, uint64_t entry, struct sbx_diag *diag);
+int sbx_x86_set_initial_state(struct sbx_vm *vm, uint64_t entry, uint64_t stack_top,
+                              struct sbx_diag *diag);
 
 /* state.c: read or write the whole vCPU state. Reading first completes a
  * pending I/O exit, so the state is consistent. */

@@ -58,7 +58,7 @@ static uint32_t segment_flags(const struct sbx_guest *g, uint64_t page)
  * tables and heap (RW, NX). */
 static uint64_t pte(const struct sbx_guest *g, const struct sbx_layout *l, uint64_t page)
 {
-    if (page == SBX_LAYOUT_NULL_PAGE || page == SBX_LAYOUT_STACK_GUARD)
+    if (page == SBX_LAYOUT_NULL_PAGE || page == SBX_LAYOUT_STACK_GUARD || page == l->stack_guard)
         return 0;
     if (page == SBX_LAYOUT_FAULT_STUBS)
         return page | PTE_P;
@@ -142,7 +142,8 @@ static int enable_xsave_components(struct sbx_vm *vm, const struct sbx_cpu_facts
     return 0;
 }
 
-int sbx_x86_set_initial_state(struct sbx_vm *vm, uint64_t entry, struct sbx_diag *diag)
+int sbx_x86_set_initial_state(struct sbx_vm *vm, uint64_t entry, uint64_t stack_top,
+                              struct sbx_diag *diag)
 {
     struct kvm_sregs s;
     if (ioctl(vm->vcpu_fd, KVM_GET_SREGS, &s) < 0)
@@ -174,7 +175,7 @@ int sbx_x86_set_initial_state(struct sbx_vm *vm, uint64_t entry, struct sbx_diag
         return sbx_vm_ioctl_fail(diag, "KVM_SET_SREGS");
     if ((s.cr4 & CR4_OSXSAVE) && (rc = enable_xsave_components(vm, &cpu, diag)))
         return rc;
-    struct kvm_regs regs = { .rip = entry, .rsp = SBX_LAYOUT_STACK_TOP, .rflags = 2 };
+    struct kvm_regs regs = { .rip = entry, .rsp = stack_top, .rflags = 2 };
     if (ioctl(vm->vcpu_fd, KVM_SET_REGS, &regs) < 0)
         return sbx_vm_ioctl_fail(diag, "KVM_SET_REGS");
     return 0;
