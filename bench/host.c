@@ -39,7 +39,7 @@ static void build_image(const char *guest_dir, uint8_t *mem, uint64_t size)
     if (sbx_guest_load(path, NULL, &g, &d))
         bench_die("%s", d.msg);
     struct sbx_vm vm = { .mem = mem, .mem_size = size, .kvm_fd = -1, .vm_fd = -1, .vcpu_fd = -1 };
-    if (sbx_mem_prepare(&vm, g, 0, &d))
+    if (sbx_mem_prepare(&vm, g, 0, 0, &d))
         bench_die("%s", d.msg);
     for (unsigned p = 0; p < BENCH_FILL_PAGES + BENCH_DIRTY_PAGES; p++)
         bench_fill_page(mem + BENCH_FILL_GPA + p * SBX_PAGE_SIZE, p);

@@ -314,7 +314,14 @@ struct sbx_config {
      * 4 KiB up to SBX_MAX_STACK_SIZE, goes above the image, below the heap,
      * with its own guard page. */
     uint64_t stack_size;
+    /* Bytes of the exchange area that carries call arguments and results
+     * (its header included): 0 or at most SBX_DEFAULT_XCHG_SIZE gives the
+     * default one below the image; a larger one, a multiple of 4 KiB up to
+     * SBX_MAX_XCHG_SIZE, goes above the image. Kept by snapshots. */
+    uint64_t xchg_size;
 };
+#define SBX_DEFAULT_XCHG_SIZE (256ull << 10)
+#define SBX_MAX_XCHG_SIZE (64ull << 20)
 #define SBX_DEFAULT_STACK_SIZE (700ull << 10)
 #define SBX_MAX_STACK_SIZE (256ull << 20)
 

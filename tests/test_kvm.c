@@ -726,6 +726,60 @@ static void test_stack_size(void **state)
     sbx_guest_free(g);
 }
 
+/* A 2 MiB argument: refused by the default 256 KiB exchange area, carried by
+ * a 4 MiB one placed above the image, which a snapshot keeps for its
+ * restores, templates and resets. */
+static void test_xchg_size(void **state)
+{
+    (void)state;
+    char path[600];
+    snprintf(path, sizeof path, "%s/demo.elf", guest_dir);
+    struct sbx_guest *g = NULL;
+    struct sbx_sandbox *s = NULL, *back = NULL, *fromt = NULL;
+    struct sbx_diag d = { 0 };
+    if (sbx_guest_load(path, NULL, &g, &d))
+        fail_msg("%s: %s", path, d.msg);
+    size_t n = 2u << 20;
+    char *text = malloc(n);
+    assert_non_null(text);
+    for (size_t i = 0; i < n; i++)
+        text[i] = (char)('a' + i % 26);
+    struct sbx_value arg = { .type = SBX_T_STR, .u.buf = { text, n } }, r;
+    SBX_OPTS(sbx_config, small, .deadline_ms = 20000);
+    if (sbx_sandbox_create(g, &small, &s, &d))
+        fail_msg("create: %s", d.msg);
+    assert_int_equal(sbx_sandbox_call(s, "echo", &arg, 1, &r, &d), SBX_E_LIMIT);
+    tu_assert_contains(d.msg, "xchg_size");
+    sbx_sandbox_destroy(s);
+    SBX_OPTS(sbx_config, big, .deadline_ms = 20000, .mem_size = 16ull << 20,
+             .xchg_size = 4ull << 20);
+    if (sbx_sandbox_create(g, &big, &s, &d) || sbx_sandbox_call(s, "echo", &arg, 1, &r, &d))
+        fail_msg("echo 2 MiB through 4 MiB: %s", d.msg);
+    assert_int_equal(r.u.buf.len, n);
+    assert_memory_equal(r.u.buf.ptr, text, n);
+    struct sbx_snapshot *snap = NULL;
+    struct sbx_template *t = NULL;
+    if (sbx_snapshot_take(s, NULL, &snap, &d) || sbx_sandbox_restore(snap, &small, &back, &d) ||
+        sbx_template_from_snapshot(snap, &t, &d) ||
+        sbx_sandbox_from_template(t, &small, NULL, &fromt, &d))
+        fail_msg("snapshot and restores: %s", d.msg);
+    for (int round = 0; round < 2; round++) {
+        if (sbx_sandbox_call(back, "echo", &arg, 1, &r, &d) || r.u.buf.len != n ||
+            sbx_sandbox_call(fromt, "echo", &arg, 1, &r, &d) || r.u.buf.len != n)
+            fail_msg("echo 2 MiB after restore, round %d: %s", round, d.msg);
+        assert_memory_equal(r.u.buf.ptr, text, n);
+        if (sbx_sandbox_reset(fromt, &d))
+            fail_msg("reset: %s", d.msg);
+    }
+    sbx_sandbox_destroy(fromt);
+    sbx_template_free(t);
+    sbx_sandbox_destroy(back);
+    sbx_snapshot_free(snap);
+    sbx_sandbox_destroy(s);
+    free(text);
+    sbx_guest_free(g);
+}
+
 static void test_cli_create_info_call(void **state)
 {
     (void)state;
@@ -862,6 +916,7 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test(test_image_of_21_mib),
         cmocka_unit_test(test_stack_size),
+        cmocka_unit_test(test_xchg_size),
         cmocka_unit_test(test_cli_create_info_call),
         cmocka_unit_test(test_cli_snapshot_of_another_patch_release),
         cmocka_unit_test(test_cli_stack),

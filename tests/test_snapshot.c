@@ -632,7 +632,7 @@ static int make_golden(const char *build, const char *out)
     snprintf(path, sizeof path, "%s/demo.elf", out);
     tu_write(path, g->file, g->file_size);
     struct sbx_vm vm = { .mem = calloc(1, SBX_MEM_MIN), .mem_size = SBX_MEM_MIN };
-    if (sbx_mem_prepare(&vm, g, 0, &d))
+    if (sbx_mem_prepare(&vm, g, 0, 0, &d))
         return fprintf(stderr, "make-golden: %s\n", d.msg), 1;
     static struct sbx_vcpu_state st;
     snapfix_vcpu_state(&st);

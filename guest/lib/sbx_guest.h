@@ -94,7 +94,7 @@ void *sbx_alloc(size_t size);
 #define SBX_BOOT ((const volatile struct sbx_boot_info *)(uintptr_t)SBX_LAYOUT_BOOT)
 
 /* The exchange area, for guests that speak the ABI directly. */
-#define SBX_XCHG ((volatile struct sbx_xchg *)(uintptr_t)SBX_LAYOUT_XCHG)
+#define SBX_XCHG ((volatile struct sbx_xchg *)(uintptr_t)SBX_BOOT->xchg)
 
 void *memcpy(void *dst, const void *src, size_t n);
 void *memset(void *dst, int c, size_t n);

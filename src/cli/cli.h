@@ -46,7 +46,7 @@ struct cli_opt {
 /* Keys of the long-only options: above every letter, below nothing getopt uses. */
 enum cli_key {
     KEY_JSON = 256, KEY_POLICY, KEY_RELAXED, KEY_REQUIRE_NOTE, KEY_MEM, KEY_DEADLINE,
-    KEY_HC, KEY_TIME, KEY_REQUESTS, KEY_NO_SECCOMP, KEY_WARM, KEY_STACK,
+    KEY_HC, KEY_TIME, KEY_REQUESTS, KEY_NO_SECCOMP, KEY_WARM, KEY_STACK, KEY_XCHG,
 };
 
 /* The options of every command that loads a guest or a snapshot (opts.c). */
@@ -78,7 +78,7 @@ struct cli {
     const struct cli_cmd *cmd;
     bool json, help, require_note, hc, timing, no_seccomp;
     enum sbx_version_policy policy;
-    uint64_t mem_size, stack_size;
+    uint64_t mem_size, stack_size, xchg_size;
     uint32_t deadline_ms;
     long requests;
 #define CLI_MAX_WARM 16
@@ -102,6 +102,7 @@ bool cli_parse_size(const char *text, uint64_t *out);
 /* Setters of --mem and --deadline, shared by the commands that take them. */
 int cli_set_mem(struct cli *c, const char *val);
 int cli_set_stack(struct cli *c, const char *val);
+int cli_set_xchg(struct cli *c, const char *val);
 int cli_set_deadline(struct cli *c, const char *val);
 
 /* ---- Errors: text on stderr, or one JSON object on stdout under --json -------- */

@@ -79,6 +79,13 @@ int cli_set_stack(struct cli *c, const char *val)
     return 0;
 }
 
+int cli_set_xchg(struct cli *c, const char *val)
+{
+    if (!cli_parse_size(val, &c->xchg_size))
+        return cli_usage(c, "bad --xchg size '%s'", val);
+    return 0;
+}
+
 int cli_set_deadline(struct cli *c, const char *val)
 {
     uint64_t ms;

@@ -61,8 +61,9 @@ err:
 /* The host writes guest memory only in the exchange area, which KVM does not log. */
 static void mark_host_writes(struct sbx_sandbox *s)
 {
-    uint64_t first = SBX_LAYOUT_XCHG / SBX_PAGE_SIZE;
-    uint64_t last = (SBX_XCHG_DATA_GPA + s->xchg_dirty_hi + SBX_PAGE_SIZE - 1) / SBX_PAGE_SIZE;
+    uint64_t first = s->vm.xchg_gpa / SBX_PAGE_SIZE;
+    uint64_t last = (sbx_xchg_data_gpa(&s->vm) + s->xchg_dirty_hi + SBX_PAGE_SIZE - 1) /
+                    SBX_PAGE_SIZE;
     for (uint64_t p = first; p < last; p++)
         s->vm.dirty[p / 64] |= 1ull << (p % 64);
 }

@@ -163,7 +163,7 @@ static int set_memory_slot(struct sbx_vm *vm, bool dirty_log, struct sbx_diag *d
 int sbx_vm_create(struct sbx_vm *vm, uint64_t mem_size, const struct sbx_vm_opts *o,
                   struct sbx_diag *diag)
 {
-    *vm = (struct sbx_vm){ .kvm_fd = -1, .vm_fd = -1, .vcpu_fd = -1 };
+    *vm = SBX_VM_EMPTY;
     int rc = open_kvm(vm, diag);
     if (rc)
         goto err;
@@ -216,5 +216,5 @@ void sbx_vm_destroy(struct sbx_vm *vm)
         close(vm->vm_fd);
     if (vm->kvm_fd >= 0)
         close(vm->kvm_fd);
-    *vm = (struct sbx_vm){ .kvm_fd = -1, .vm_fd = -1, .vcpu_fd = -1 };
+    *vm = SBX_VM_EMPTY;
 }

@@ -18,46 +18,47 @@ void *sbx_mem_at(const struct sbx_vm *vm, uint64_t gpa, uint64_t len)
 
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
 
-/* [image][page tables][guard][stack][heap]: the page tables give 4 KiB
- * pages to everything past the first 2 MiB up to the heap, the stack's
- * guard page and the image's protections included. Their number depends on
- * where the region ends, which depends on their number: settle it. */
-static void place_regions(struct sbx_layout *l, uint64_t stack_size)
+/* [image][page tables][guard][stack][exchange area][heap]: the page tables
+ * give 4 KiB pages to everything past the first 2 MiB up to the stack's top,
+ * its guard page and the image's protections included. A stack or exchange
+ * area of the default size stays below the image. The number of page tables
+ * depends on where the region ends, which depends on their number: settle it. */
+static void place_regions(struct sbx_layout *l, uint64_t stack_size, uint64_t xchg_size)
 {
     bool high_stack = stack_size > SBX_DEFAULT_STACK_SIZE;
+    bool high_xchg = xchg_size > SBX_LAYOUT_XCHG_SIZE;
     uint64_t start = l->image_end > SBX_LAYOUT_IMAGE_END ? l->image_end : SBX_LAYOUT_IMAGE_END;
+    l->stack_guard = SBX_LAYOUT_STACK_GUARD, l->stack_top = SBX_LAYOUT_STACK_TOP;
+    l->xchg = SBX_LAYOUT_XCHG, l->xchg_size = SBX_LAYOUT_XCHG_SIZE;
     for (int round = 0; round < 4; round++) {
-        uint64_t after_pt = start + l->nextra_pt * SBX_PAGE_SIZE, end = l->image_end;
+        uint64_t at = start + l->nextra_pt * SBX_PAGE_SIZE, end = l->image_end;
         if (high_stack) {
-            l->stack_guard = after_pt;
-            l->stack_top = after_pt + SBX_PAGE_SIZE + stack_size;
-            end = l->stack_top;
+            l->stack_guard = at;
+            l->stack_top = end = at = at + SBX_PAGE_SIZE + stack_size;
         }
-        l->heap_start = high_stack ? l->stack_top : after_pt;
+        if (high_xchg)
+            l->xchg = at, l->xchg_size = xchg_size, at += xchg_size;
+        l->heap_start = at;
         uint64_t n = end > SBX_LAYOUT_IMAGE_END ? align_up(end, HUGE_PAGE) / HUGE_PAGE - 1 : 0;
         if (n == l->nextra_pt)
             break;
         l->nextra_pt = n;
     }
     l->extra_pt = start;
-    if (!high_stack)
-        l->stack_guard = SBX_LAYOUT_STACK_GUARD, l->stack_top = SBX_LAYOUT_STACK_TOP;
-    if (!l->nextra_pt && !high_stack)
-        l->heap_start = SBX_LAYOUT_HEAP;
 }
 
 int sbx_layout_for(const struct sbx_guest *g, uint64_t mem_size, uint64_t stack_size,
-                   struct sbx_layout *l, struct sbx_diag *diag)
+                   uint64_t xchg_size, struct sbx_layout *l, struct sbx_diag *diag)
 {
     uint64_t end = SBX_LAYOUT_IMAGE;
     for (size_t i = 0; i < g->nseg; i++)
         if (g->seg[i].vaddr + g->seg[i].memsz > end)
             end = g->seg[i].vaddr + g->seg[i].memsz;
     *l = (struct sbx_layout){ .image_end = align_up(end, SBX_PAGE_SIZE) };
-    place_regions(l, stack_size);
+    place_regions(l, stack_size, xchg_size);
     if (l->heap_start >= mem_size)
         return sbx_fail(diag, SBX_E_LIMIT, "%s: the guest image is too large for %llu MiB of "
-                        "guest memory: it, its page tables and its stack end at %llu KiB, "
+                        "guest memory: it, its page tables, stack and exchange area end at %llu KiB, "
                         "leaving no heap", g->path, (unsigned long long)(mem_size >> 20),
                         (unsigned long long)(l->heap_start >> 10));
     return 0;
@@ -81,18 +82,20 @@ static void write_boot_info(struct sbx_vm *vm, const struct sbx_layout *l)
         .magic = SBX_BOOT_MAGIC, .abi = SBX_ABI_VERSION, .mem_size = vm->mem_size,
         .image_end = l->image_end, .heap_start = l->heap_start, .heap_end = vm->mem_size,
         .stack_guard = l->stack_guard, .stack_top = l->stack_top,
-        .xchg = SBX_LAYOUT_XCHG, .xchg_size = SBX_LAYOUT_XCHG_SIZE,
+        .xchg = l->xchg, .xchg_size = l->xchg_size,
     };
     memcpy(vm->mem + SBX_LAYOUT_BOOT, &b, sizeof b);
 }
 
 int sbx_mem_prepare(struct sbx_vm *vm, const struct sbx_guest *g, uint64_t stack_size,
-                    struct sbx_diag *diag)
+                    uint64_t xchg_size, struct sbx_diag *diag)
 {
     struct sbx_layout l;
-    int rc = sbx_layout_for(g, vm->mem_size, stack_size, &l, diag);
+    int rc = sbx_layout_for(g, vm->mem_size, stack_size, xchg_size, &l, diag);
     if (rc)
         return rc;
+    vm->xchg_gpa = l.xchg;
+    vm->xchg_size = l.xchg_size;
     sbx_mem_load_segments(vm, g);
     sbx_x86_build_tables(vm, g, &l);
     write_boot_info(vm, &l);
@@ -136,4 +139,20 @@ out:
         close(fd);
     free(entries);
     return bits;
+}
+
+int sbx_vm_adopt_boot_info(struct sbx_vm *vm, struct sbx_diag *diag)
+{
+    struct sbx_boot_info b;
+    memcpy(&b, sbx_boot_info(vm), sizeof b);
+    bool ok = b.magic == SBX_BOOT_MAGIC && b.xchg % SBX_PAGE_SIZE == 0 &&
+              b.xchg_size >= SBX_LAYOUT_XCHG_SIZE && b.xchg_size % SBX_PAGE_SIZE == 0 &&
+              b.xchg_size <= SBX_MAX_XCHG_SIZE && sbx_mem_at(vm, b.xchg, b.xchg_size);
+    if (!ok)
+        return sbx_fail(diag, SBX_E_SNAP_CORRUPT, "the guest's boot information page is not "
+                        "valid: magic 0x%x, exchange area 0x%llx, %llu bytes", b.magic,
+                        (unsigned long long)b.xchg, (unsigned long long)b.xchg_size);
+    vm->xchg_gpa = b.xchg;
+    vm->xchg_size = b.xchg_size;
+    return 0;
 }

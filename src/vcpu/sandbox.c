@@ -43,6 +43,9 @@ static int resolve_config(const struct sbx_config *in, struct sbx_config *out,
         out->mem_mode = SBX_MEM_COPY;
     if (!out->max_log_per_call)
         out->max_log_per_call = SBX_DEFAULT_MAX_LOG_PER_CALL;
+    if (out->xchg_size % SBX_GUEST_PAGE_SIZE || out->xchg_size > SBX_MAX_XCHG_SIZE)
+        return sbx_fail(diag, SBX_E_INVAL, "exchange area size %llu is not a multiple of 4 KiB "
+                        "up to %llu bytes", (unsigned long long)out->xchg_size, SBX_MAX_XCHG_SIZE);
     if (out->stack_size % SBX_GUEST_PAGE_SIZE || out->stack_size > SBX_MAX_STACK_SIZE)
         return sbx_fail(diag, SBX_E_INVAL, "stack size %llu is not a multiple of 4 KiB up to "
                         "%llu bytes", (unsigned long long)out->stack_size, SBX_MAX_STACK_SIZE);
@@ -60,7 +63,7 @@ static int resolve_config(const struct sbx_config *in, struct sbx_config *out,
 
 static int boot(struct sbx_sandbox *s, const struct sbx_guest *g, struct sbx_diag *diag)
 {
-    int rc = sbx_mem_prepare(&s->vm, g, s->cfg.stack_size, diag);
+    int rc = sbx_mem_prepare(&s->vm, g, s->cfg.stack_size, s->cfg.xchg_size, diag);
     if (rc)
         return rc;
     struct sbx_guest_facts facts = { .hash = g->hash };
@@ -81,7 +84,7 @@ int sbx_sandbox_alloc(const struct sbx_config *cfg, uint64_t mem_size, struct sb
     struct sbx_sandbox *s = calloc(1, sizeof *s);
     if (!s)
         return sbx_fail(diag, SBX_E_NOMEM, "out of memory for a sandbox");
-    s->vm = (struct sbx_vm){ .kvm_fd = -1, .vm_fd = -1, .vcpu_fd = -1 };
+    s->vm = SBX_VM_EMPTY;
     struct sbx_config wanted;
     int rc = sbx_opts_in(&wanted, sizeof wanted, cfg, "sbx_config", diag);
     if (rc)
@@ -181,15 +184,16 @@ static int check_args(const struct sbx_func *f, const struct sbx_value *args, si
 
 /* Checked before anything is written, so a refused call leaves no data in
  * guest memory for a later request to find. */
-static int check_args_fit(const struct sbx_value *args, size_t nargs, struct sbx_diag *diag)
+static int check_args_fit(const struct sbx_sandbox *s, const struct sbx_value *args, size_t nargs,
+                          struct sbx_diag *diag)
 {
-    uint64_t total = 0;
+    uint64_t total = 0, room = sbx_xchg_data_size(&s->vm);
     for (size_t i = 0; i < nargs; i++) {
         if (args[i].type != SBX_T_STR && args[i].type != SBX_T_BYTES)
             continue;
-        if (args[i].u.buf.len > SBX_XCHG_DATA_SIZE - total)
+        if (args[i].u.buf.len > room - total)
             return sbx_fail(diag, SBX_E_LIMIT, "string and bytes arguments exceed the %llu-byte "
-                            "exchange area", (unsigned long long)SBX_XCHG_DATA_SIZE);
+                            "exchange area (xchg_size)", (unsigned long long)room);
         total += args[i].u.buf.len;
     }
     return 0;
@@ -261,7 +265,7 @@ static int call_locked(struct sbx_sandbox *s, const char *name, const struct sbx
     if (!f)
         return sbx_fail(diag, SBX_E_NO_FUNC, "guest has no function '%s'", name);
     int rc = check_args(f, args, nargs, diag);
-    if (rc || (rc = check_args_fit(args, nargs, diag)))
+    if (rc || (rc = check_args_fit(s, args, nargs, diag)))
         return rc;
     write_args(s, args, nargs);
     struct sbx_xchg *x = sbx_xchg(&s->vm);
@@ -289,7 +293,9 @@ bool sbx_sandbox_poisoned(const struct sbx_sandbox *s) { return s->poisoned; }
 int sbx_sandbox_start_state(struct sbx_sandbox *s, const struct sbx_vcpu_state *st,
                             struct sbx_diag *diag)
 {
-    int rc = st->ncpuid ? sbx_cpuid_set(&s->vm, st, diag) : 0;
+    int rc = sbx_vm_adopt_boot_info(&s->vm, diag);
+    if (rc == 0 && st->ncpuid)
+        rc = sbx_cpuid_set(&s->vm, st, diag);
     if (rc || (rc = sbx_vcpu_load(&s->vm, st, diag)))
         return rc;
     if (!s->reset_state && !(s->reset_state = malloc(sizeof *s->reset_state)))

@@ -81,11 +81,11 @@ bool sbx_signature_from_abi(uint8_t ret, uint8_t nargs, const uint8_t *codes, st
  * itself (found by fuzz_hypercall). */
 static int encode_buf(struct sbx_sandbox *s, const struct sbx_value *v, struct sbx_abi_value *out)
 {
-    if (v->u.buf.len > SBX_XCHG_DATA_SIZE - s->xchg_data_used)
+    if (v->u.buf.len > sbx_xchg_data_size(&s->vm) - s->xchg_data_used)
         return SBX_E_LIMIT;
     if (v->u.buf.len)
         memmove(sbx_xchg(&s->vm)->data + s->xchg_data_used, v->u.buf.ptr, v->u.buf.len);
-    out->u.buf.gpa = SBX_XCHG_DATA_GPA + s->xchg_data_used;
+    out->u.buf.gpa = sbx_xchg_data_gpa(&s->vm) + s->xchg_data_used;
     out->u.buf.len = v->u.buf.len;
     s->xchg_data_used += (uint32_t)v->u.buf.len;
     return 0;

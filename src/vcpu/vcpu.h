@@ -23,7 +23,13 @@ struct sbx_vm {
     uint8_t *mem;
     uint64_t mem_size;
     uint64_t *dirty; /* KVM dirty-page bitmap, one bit per page; NULL if not logged */
+    uint64_t xchg_gpa, xchg_size; /* the exchange area (boot information page) */
 };
+
+/* A VM with nothing yet: no descriptors, the default exchange area. */
+#define SBX_VM_EMPTY ((struct sbx_vm){ .kvm_fd = -1, .vm_fd = -1, .vcpu_fd = -1, \
+                                       .xchg_gpa = SBX_LAYOUT_XCHG,          \
+                                       .xchg_size = SBX_LAYOUT_XCHG_SIZE })
 
 struct sbx_vm_opts {
     int memfd;      /* >= 0: memory is a private copy-on-write mapping of it */
@@ -206,12 +212,13 @@ struct sbx_layout {
     uint64_t extra_pt;   /* page tables for 4 KiB pages past the first 2 MiB */
     uint64_t nextra_pt;
     uint64_t stack_guard, stack_top;
+    uint64_t xchg, xchg_size;
     uint64_t heap_start;
 };
 /* SBX_E_LIMIT, naming the image, when it and the stack leave no heap in
  * mem_size. stack_size as struct sbx_config's. */
 int sbx_layout_for(const struct sbx_guest *g, uint64_t mem_size, uint64_t stack_size,
-                   struct sbx_layout *l, struct sbx_diag *diag);
+                   uint64_t xchg_size, struct sbx_layout *l, struct sbx_diag *diag);
 /* The boot information page the host wrote (guest memory: the guest may
  * have changed it; use it for messages, not for safety). */
 static inline const struct sbx_boot_info *sbx_boot_info(const struct sbx_vm *vm)
@@ -221,11 +228,22 @@ static inline const struct sbx_boot_info *sbx_boot_info(const struct sbx_vm *vm)
 /* The memory a guest starts from: its segments, page tables, GDT, IDT and the
  * exchange-area header. Needs no KVM: vm->mem may be any zeroed buffer. */
 int sbx_mem_prepare(struct sbx_vm *vm, const struct sbx_guest *g, uint64_t stack_size,
-                    struct sbx_diag *diag);
+                    uint64_t xchg_size, struct sbx_diag *diag);
 static inline struct sbx_xchg *sbx_xchg(const struct sbx_vm *vm)
 {
-    return (struct sbx_xchg *)(vm->mem + SBX_LAYOUT_XCHG);
+    return (struct sbx_xchg *)(vm->mem + vm->xchg_gpa);
 }
+static inline uint64_t sbx_xchg_data_gpa(const struct sbx_vm *vm)
+{
+    return vm->xchg_gpa + SBX_XCHG_HEADER_SIZE;
+}
+static inline uint64_t sbx_xchg_data_size(const struct sbx_vm *vm)
+{
+    return vm->xchg_size - SBX_XCHG_HEADER_SIZE;
+}
+/* memory.c: take the exchange area from a restored guest's boot page, which
+ * came from an untrusted file: checked against memory first. */
+int sbx_vm_adopt_boot_info(struct sbx_vm *vm, struct sbx_diag *diag);
 
 /* memory.c: a bit per page of anonymous guest memory that was ever touched
  * (the rest reads as zero); malloc'd, or NULL when the kernel will not say. */

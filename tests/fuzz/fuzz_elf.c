@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* exactly the smallest guest memory: ASan sees any write past it */
     struct sbx_vm vm = { .mem = calloc(1, SBX_MEM_MIN), .mem_size = SBX_MEM_MIN };
     if (vm.mem)
-        sbx_mem_prepare(&vm, g, 0, NULL); /* an image too large for it is refused, not laid out */
+        sbx_mem_prepare(&vm, g, 0, 0, NULL); /* an image too large for it is refused, not laid out */
     free(vm.mem);
     sbx_guest_free(g);
     return 0;

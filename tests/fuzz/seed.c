@@ -65,7 +65,7 @@ static void seed_guest(const char *guest_dir, const char *name)
     struct sbx_vm vm = { .mem = calloc(1, SBX_MEM_MIN), .mem_size = SBX_MEM_MIN };
     if (!vm.mem)
         exit(1);
-    if (sbx_mem_prepare(&vm, g, 0, NULL))
+    if (sbx_mem_prepare(&vm, g, 0, 0, NULL))
         exit(1);
     memset(vm.mem + SBX_LAYOUT_HEAP, 0x5a, SBX_PAGE_SIZE); /* compressible */
     for (size_t i = 0; i < SBX_PAGE_SIZE; i++)            /* stored raw */
