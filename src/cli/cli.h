@@ -54,6 +54,15 @@ int cli_set_json(struct cli *c, const char *val);
 int cli_set_policy(struct cli *c, const char *val);
 int cli_set_relaxed(struct cli *c, const char *val);
 int cli_set_require_note(struct cli *c, const char *val);
+/* The memory layout of a guest made from an ELF file, shared by run and create. */
+#define CLI_OPTS_LAYOUT                                                                          \
+    { "mem", KEY_MEM, "SIZE", "guest memory, e.g. 16M (default 8M); the heap is what the image, " \
+      "the stack and the exchange area leave", cli_set_mem },                                    \
+    { "stack", KEY_STACK, "SIZE", "guest stack, e.g. 4M (default 700K, below the image; a "      \
+      "larger one goes above it)", cli_set_stack },                                              \
+    { "xchg", KEY_XCHG, "SIZE", "exchange area for arguments and results, e.g. 4M (default "    \
+      "256K, below the image; a larger one goes above it)", cli_set_xchg }
+
 #define CLI_OPTS_COMMON                                                                        \
     { "json", KEY_JSON, NULL, "print one JSON object on stdout, errors included", cli_set_json }, \
     { "policy", KEY_POLICY, "POLICY", "version policy: exact (the default), relaxed or abi",   \

@@ -32,12 +32,7 @@ const struct cli_cmd cli_cmd_run = {
                "an argument that begins with '-' after `--`.\n",
     .min_pos = 2, .max_pos = 2 + SBX_MAX_ARGS,
     .opts = {
-        { "mem", KEY_MEM, "SIZE", "guest memory, e.g. 16M (default 8M); the heap is what the "
-          "image and the stack leave", cli_set_mem },
-        { "stack", KEY_STACK, "SIZE", "guest stack, e.g. 4M (default 700K, below the image; a "
-          "larger one goes above it)", cli_set_stack },
-        { "xchg", KEY_XCHG, "SIZE", "exchange area for arguments and results, e.g. 4M "
-          "(default 256K, below the image; a larger one goes above it)", cli_set_xchg },
+        CLI_OPTS_LAYOUT,
         { "deadline", KEY_DEADLINE, "MS", "deadline for init and the call (default 1000)",
           cli_set_deadline },
         CLI_OPTS_COMMON,

@@ -252,12 +252,7 @@ const struct cli_cmd cli_cmd_create = {
     .opts = {
         { "output", 'o', "FILE.snap", "the snapshot file to write (required)", set_out },
         { "hc", KEY_HC, NULL, "LZ4HC: smaller file, slower capture", set_hc },
-        { "mem", KEY_MEM, "SIZE", "guest memory, e.g. 16M (default 8M); the heap is what the "
-          "image and the stack leave", cli_set_mem },
-        { "stack", KEY_STACK, "SIZE", "guest stack, e.g. 4M (default 700K, below the image; a "
-          "larger one goes above it)", cli_set_stack },
-        { "xchg", KEY_XCHG, "SIZE", "exchange area for arguments and results, e.g. 4M "
-          "(default 256K, below the image; a larger one goes above it)", cli_set_xchg },
+        CLI_OPTS_LAYOUT,
         { "deadline", KEY_DEADLINE, "MS", "deadline for the guest's init and each --warm call "
           "(default 1000)", cli_set_deadline },
         { "warm", KEY_WARM, "'FUNC ARG...'", "call FUNC before the snapshot, so the warm state is "
