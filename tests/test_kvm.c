@@ -626,16 +626,24 @@ static void test_snapshot_holds_every_touched_page(void **state)
     sbx_snapshot_free(snap);
 }
 
+/* The guest build/guests/NAME, loaded under the default policy. */
+static struct sbx_guest *load_guest(const char *name)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", guest_dir, name);
+    struct sbx_guest *g = NULL;
+    struct sbx_diag d = { 0 };
+    if (sbx_guest_load(path, NULL, &g, &d))
+        fail_msg("%s: %s", path, d.msg);
+    return g;
+}
+
 /* A sandbox of the big guest (an image past 21 MiB) in mem_size bytes, or
  * the creation's error in *rc. */
 static struct sbx_sandbox *big_sandbox(uint64_t mem_size, int *rc, struct sbx_diag *d)
 {
-    char path[600];
-    snprintf(path, sizeof path, "%s/big.elf", guest_dir);
-    struct sbx_guest *g = NULL;
+    struct sbx_guest *g = load_guest("big.elf");
     struct sbx_sandbox *s = NULL;
-    if (sbx_guest_load(path, NULL, &g, d))
-        fail_msg("%s: %s", path, d->msg);
     SBX_OPTS(sbx_config, cfg, .mem_size = mem_size, .deadline_ms = 20000);
     *rc = sbx_sandbox_create(g, &cfg, &s, d);
     sbx_guest_free(g);
@@ -688,13 +696,9 @@ static void test_image_of_21_mib(void **state)
 static void test_stack_size(void **state)
 {
     (void)state;
-    char path[600];
-    snprintf(path, sizeof path, "%s/hostile.elf", guest_dir);
-    struct sbx_guest *g = NULL;
+    struct sbx_guest *g = load_guest("hostile.elf");
     struct sbx_sandbox *s = NULL;
     struct sbx_diag d = { 0 };
-    if (sbx_guest_load(path, NULL, &g, &d))
-        fail_msg("%s: %s", path, d.msg);
     struct sbx_value depth = { .type = SBX_T_U64, .u.u64 = 4000 }, r;
     SBX_OPTS(sbx_config, small, .deadline_ms = 20000);
     if (sbx_sandbox_create(g, &small, &s, &d))
@@ -732,13 +736,9 @@ static void test_stack_size(void **state)
 static void test_xchg_size(void **state)
 {
     (void)state;
-    char path[600];
-    snprintf(path, sizeof path, "%s/demo.elf", guest_dir);
-    struct sbx_guest *g = NULL;
+    struct sbx_guest *g = load_guest("demo.elf");
     struct sbx_sandbox *s = NULL, *back = NULL, *fromt = NULL;
     struct sbx_diag d = { 0 };
-    if (sbx_guest_load(path, NULL, &g, &d))
-        fail_msg("%s: %s", path, d.msg);
     size_t n = 2u << 20;
     char *text = malloc(n);
     assert_non_null(text);

@@ -103,6 +103,10 @@ static int create_vcpu(struct sbx_vm *vm, struct sbx_diag *diag)
         return sbx_vm_ioctl_fail(diag, "mmap of the vCPU run area");
     vm->run = run;
     vm->run_size = (size_t)size;
+    /* The XSAVE area: 4096 bytes, or more with KVM_CAP_XSAVE2 (AMX and other
+     * large components). Asked once here, not on every save and load. */
+    int xs = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+    vm->xsave_size = xs > 4096 && xs <= (int)SBX_XSAVE_MAX ? (uint32_t)xs : 4096u;
     int rc = set_guest_cpuid(vm, diag);
     return rc ? rc : sbx_msr_list(vm, NULL, NULL, diag);
 }

@@ -134,17 +134,9 @@ static int get_cpuid(struct sbx_vm *vm, struct sbx_vcpu_state *st, struct sbx_di
     return 0;
 }
 
-/* The XSAVE area's size on this host: 4096, or more with KVM_CAP_XSAVE2
- * (AMX and other large components). */
-static uint32_t xsave_size(const struct sbx_vm *vm)
-{
-    int size = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
-    return size > 4096 && size <= (int)SBX_XSAVE_MAX ? (uint32_t)size : 4096u;
-}
-
 static int get_xsave(struct sbx_vm *vm, struct sbx_vcpu_state *st, struct sbx_diag *diag)
 {
-    uint32_t size = xsave_size(vm);
+    uint32_t size = vm->xsave_size;
     if (size > 4096) {
         if (ioctl(vm->vcpu_fd, KVM_GET_XSAVE2, st->xsave) < 0)
             return sbx_vm_ioctl_fail(diag, "KVM_GET_XSAVE2");
@@ -180,7 +172,7 @@ static int set_xsave(struct sbx_vm *vm, const struct sbx_vcpu_state *st, struct 
 {
     /* KVM_SET_XSAVE reads as many bytes as KVM_GET_XSAVE2 reports. */
     static _Thread_local uint32_t buf[SBX_XSAVE_MAX / 4];
-    uint32_t size = xsave_size(vm);
+    uint32_t size = vm->xsave_size;
     if (st->xsave_size > size)
         return sbx_fail(diag, SBX_E_CPU, "the saved XSAVE area is %u bytes; this host's KVM "
                         "takes %u", st->xsave_size, size);

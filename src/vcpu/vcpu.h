@@ -24,6 +24,7 @@ struct sbx_vm {
     uint64_t mem_size;
     uint64_t *dirty; /* KVM dirty-page bitmap, one bit per page; NULL if not logged */
     uint64_t xchg_gpa, xchg_size; /* the exchange area (boot information page) */
+    uint32_t xsave_size;          /* bytes of the vCPU's XSAVE area on this host */
 };
 
 /* A VM with nothing yet: no descriptors, the default exchange area. */
