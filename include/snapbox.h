@@ -534,6 +534,88 @@ SBX_API int sbx_sandbox_from_template(const struct sbx_template *t, const struct
  * other sandboxes, SBX_E_BUSY from inside a call. */
 SBX_API int sbx_sandbox_reset(struct sbx_sandbox *s, struct sbx_diag *diag);
 
+/* ---- Ready pools ----------------------------------------------------------------------
+ * A ready pool holds sandboxes already restored from one template, so a request
+ * takes one without any KVM call or copy and gives it back when done. Giving
+ * back resets it (sbx_sandbox_reset), on the calling thread or on the pool's
+ * thread; a sandbox whose reset fails is destroyed and the pool makes another.
+ * The pool's thread refills it to its target in the background.
+ *
+ * Density: a ready sandbox holds resident only the template's non-zero pages,
+ * its working set and the page tables. The working set is the union of the
+ * pages the first working_set_requests requests touched; sandboxes made after
+ * that have it faulted in ahead of requests (MADV_POPULATE_WRITE), and a reset
+ * returns pages outside it to the kernel instead of zeroing them.
+ * Safe to use from any number of threads.
+ */
+struct sbx_ready_pool;
+
+enum sbx_release_mode {
+    SBX_RELEASE_DEFAULT = 0,    /* SBX_RELEASE_BACKGROUND */
+    SBX_RELEASE_INLINE = 1,     /* release resets on the calling thread */
+    SBX_RELEASE_BACKGROUND = 2, /* release queues the reset for the pool's thread */
+};
+
+#define SBX_READY_DEFAULT_TARGET 4u
+#define SBX_READY_DEFAULT_WS_REQUESTS 8u
+
+struct sbx_ready_pool_opts {
+    size_t sz;                    /* sizeof(struct sbx_ready_pool_opts): use SBX_OPTS */
+    const struct sbx_config *cfg; /* for every sandbox (see sbx_sandbox_from_template); may be NULL */
+    size_t target;                /* ready sandboxes to keep; 0: SBX_READY_DEFAULT_TARGET */
+    /* Sandboxes alive at once (ready, taken or being reset); 0: no limit.
+     * At the limit, take waits for a release. */
+    size_t max;
+    enum sbx_release_mode release;
+    /* Requests whose touched pages make the working set; 0:
+     * SBX_READY_DEFAULT_WS_REQUESTS. */
+    uint32_t working_set_requests;
+};
+
+/* Make the pool and its first target sandboxes (on the calling thread, so an
+ * error such as a CPU mismatch is reported here), then start its thread.
+ * The pool holds a reference to t. */
+SBX_API int sbx_ready_pool_create(const struct sbx_template *t, const struct sbx_ready_pool_opts *opts,
+                                  struct sbx_ready_pool **out, struct sbx_diag *diag);
+/* A sandbox in the template's state. A ready one costs no KVM call and no
+ * copy; when none is ready one is restored on the calling thread, unless the
+ * pool is at max: then take waits up to timeout_ms for one and fails with
+ * SBX_E_TIMEOUT. Give it back with sbx_ready_pool_release, to this pool. */
+SBX_API int sbx_ready_pool_take(struct sbx_ready_pool *p, uint32_t timeout_ms,
+                                struct sbx_sandbox **out, struct sbx_diag *diag);
+/* Give back a sandbox taken from p, whatever its last call did (a fault or
+ * a timeout included): it is reset before anyone takes it again, or
+ * destroyed and replaced if the reset fails. With SBX_RELEASE_INLINE the
+ * reset's error is returned (the sandbox is gone either way); otherwise 0.
+ * SBX_E_INVAL for a sandbox of another pool, SBX_E_BUSY from inside a call. */
+SBX_API int sbx_ready_pool_release(struct sbx_ready_pool *p, struct sbx_sandbox *s,
+                                   struct sbx_diag *diag);
+
+/* Set sz (SBX_OPTS) before sbx_ready_pool_stats fills it. */
+struct sbx_ready_pool_stats {
+    size_t sz;             /* sizeof(struct sbx_ready_pool_stats): use SBX_OPTS */
+    size_t target, ready, taken, resetting;
+    uint64_t takes;        /* sandboxes handed out */
+    uint64_t misses;       /* of them, restored on the taker's thread: none was ready */
+    uint64_t resets;       /* successful resets of released sandboxes */
+    uint64_t replaced;     /* released sandboxes destroyed because their reset failed */
+    uint64_t refills;      /* sandboxes the pool's thread made */
+    uint64_t refill_failures;
+    uint64_t working_set_pages; /* 0 until working_set_requests were recorded */
+    /* Guest memory of the ready sandboxes resident in this process, in
+     * bytes (mincore), and the template's memory they share. */
+    uint64_t ready_resident, template_resident;
+};
+SBX_API int sbx_ready_pool_stats(struct sbx_ready_pool *p, struct sbx_ready_pool_stats *out,
+                                 struct sbx_diag *diag);
+/* Wait until target sandboxes are ready and no reset is queued: 0, or
+ * SBX_E_TIMEOUT after timeout_ms. */
+SBX_API int sbx_ready_pool_wait(struct sbx_ready_pool *p, uint32_t timeout_ms, struct sbx_diag *diag);
+/* Stop the pool's thread and destroy the sandboxes it holds; drop its
+ * template reference. Release every taken sandbox first: one still taken
+ * is the caller's, to destroy with sbx_sandbox_destroy. */
+SBX_API void sbx_ready_pool_free(struct sbx_ready_pool *p);
+
 #ifdef __cplusplus
 }
 #endif
