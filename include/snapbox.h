@@ -540,8 +540,10 @@ SBX_API int sbx_sandbox_reset(struct sbx_sandbox *s, struct sbx_diag *diag);
  * A ready pool holds sandboxes already restored from one template, so a request
  * takes one without any KVM call or copy and gives it back when done. Giving
  * back resets it (sbx_sandbox_reset), on the calling thread or on the pool's
- * thread; a sandbox whose reset fails is destroyed and the pool makes another.
- * The pool's thread refills it to its target in the background.
+ * thread; a sandbox whose reset fails is destroyed and the pool's thread makes
+ * another in the background, so the pool keeps target sandboxes (ready or in
+ * use). Takes beyond them restore more, up to max, and those are destroyed
+ * when they come back.
  *
  * Density: a ready sandbox holds resident only the template's non-zero pages,
  * its working set and the page tables. The working set is the union of the
@@ -564,7 +566,7 @@ enum sbx_release_mode {
 struct sbx_ready_pool_opts {
     size_t sz;                    /* sizeof(struct sbx_ready_pool_opts): use SBX_OPTS */
     const struct sbx_config *cfg; /* for every sandbox (see sbx_sandbox_from_template); may be NULL */
-    size_t target;                /* ready sandboxes to keep; 0: SBX_READY_DEFAULT_TARGET */
+    size_t target;                /* sandboxes the pool keeps; 0: SBX_READY_DEFAULT_TARGET */
     /* Sandboxes alive at once (ready, taken or being reset); 0: no limit.
      * At the limit, take waits for a release. */
     size_t max;
@@ -580,14 +582,17 @@ struct sbx_ready_pool_opts {
 SBX_API int sbx_ready_pool_create(const struct sbx_template *t, const struct sbx_ready_pool_opts *opts,
                                   struct sbx_ready_pool **out, struct sbx_diag *diag);
 /* A sandbox in the template's state. A ready one costs no KVM call and no
- * copy; when none is ready one is restored on the calling thread, unless the
- * pool is at max: then take waits up to timeout_ms for one and fails with
- * SBX_E_TIMEOUT. Give it back with sbx_ready_pool_release, to this pool. */
+ * copy. When none is ready, take waits up to timeout_ms for one that is being
+ * reset or made; with none coming, or after the wait, it restores one on the
+ * calling thread, unless the pool is at max: then it waits up to timeout_ms
+ * and fails with SBX_E_TIMEOUT. Give it back with sbx_ready_pool_release, to
+ * this pool. */
 SBX_API int sbx_ready_pool_take(struct sbx_ready_pool *p, uint32_t timeout_ms,
                                 struct sbx_sandbox **out, struct sbx_diag *diag);
 /* Give back a sandbox taken from p, whatever its last call did (a fault or
  * a timeout included): it is reset before anyone takes it again, or
- * destroyed and replaced if the reset fails. With SBX_RELEASE_INLINE the
+ * destroyed and replaced if the reset fails. One that leaves the pool above
+ * target after its reset is destroyed (retired). With SBX_RELEASE_INLINE the
  * reset's error is returned (the sandbox is gone either way); otherwise 0.
  * SBX_E_INVAL for a sandbox of another pool, SBX_E_BUSY from inside a call. */
 SBX_API int sbx_ready_pool_release(struct sbx_ready_pool *p, struct sbx_sandbox *s,
@@ -604,14 +609,16 @@ struct sbx_ready_pool_stats {
     uint64_t refills;      /* sandboxes the pool's thread made */
     uint64_t refill_failures;
     uint64_t working_set_pages; /* 0 until working_set_requests were recorded */
+    uint64_t retired;      /* released sandboxes destroyed: the pool was above target */
     /* Guest memory of the ready sandboxes resident in this process, in
      * bytes (mincore), and the template's memory they share. */
     uint64_t ready_resident, template_resident;
 };
 SBX_API int sbx_ready_pool_stats(struct sbx_ready_pool *p, struct sbx_ready_pool_stats *out,
                                  struct sbx_diag *diag);
-/* Wait until target sandboxes are ready and no reset is queued: 0, or
- * SBX_E_TIMEOUT after timeout_ms. */
+/* Wait until no reset is queued or running, no sandbox is being made, and
+ * the pool holds target sandboxes (ready or taken): 0, or SBX_E_TIMEOUT
+ * after timeout_ms. */
 SBX_API int sbx_ready_pool_wait(struct sbx_ready_pool *p, uint32_t timeout_ms, struct sbx_diag *diag);
 /* Stop the pool's thread and destroy the sandboxes it holds; drop its
  * template reference. Release every taken sandbox first: one still taken

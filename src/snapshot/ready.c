@@ -3,7 +3,9 @@
  * One lock guards the lists and counters; KVM work (restore, reset, destroy)
  * always happens outside it. The pool's thread resets released sandboxes
  * first and refills second, so a sandbox handed back is ready again before a
- * new one is made. */
+ * new one is made. The pool's size is target: it refills what failed resets
+ * destroyed; sandboxes a burst of takes made beyond it are destroyed when
+ * they come back. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -141,24 +143,26 @@ static int reset_one(struct sbx_ready_pool *p, struct sbx_sandbox *s, struct sbx
     int rc = sbx_sandbox_reset(s, diag);
     pthread_mutex_lock(&p->lock);
     p->resetting--;
-    if (rc == 0 && (rc = list_push(&p->ready, s)) != 0)
+    bool surplus = rc == 0 && p->alive > p->o.target; /* made by a take in a burst */
+    if (rc == 0 && !surplus && (rc = list_push(&p->ready, s)) != 0)
         sbx_fail(diag, rc, "%s: out of memory for the ready pool's list", p->t->path);
     if (rc == 0)
         p->st.resets++;
     else
-        p->st.replaced++, p->alive--;
+        p->st.replaced++;
+    p->st.retired += surplus;
+    if (rc || surplus)
+        p->alive--;
     pthread_cond_broadcast(&p->changed);
     pthread_mutex_unlock(&p->lock);
-    if (rc)
+    if (rc || surplus)
         sbx_sandbox_destroy(s);
     return rc;
 }
 
-static bool needs_refill(const struct sbx_ready_pool *p)
-{
-    size_t coming = p->ready.n + p->released.n + p->resetting + p->making;
-    return coming < p->o.target && (p->o.max == 0 || p->alive < p->o.max);
-}
+/* The pool's size counts its sandboxes wherever they are: ready, taken,
+ * queued for a reset, being reset or made. */
+static bool needs_refill(const struct sbx_ready_pool *p) { return p->alive < p->o.target; }
 
 static struct timespec after_ms(uint32_t ms)
 {
@@ -289,12 +293,17 @@ static int take_locked(struct sbx_ready_pool *p, uint32_t timeout_ms, struct sbx
             *out = p->ready.v[--p->ready.n];
             return 0;
         }
-        if (p->o.max == 0 || p->alive < p->o.max) {
+        /* A reset or a refill under way is cheaper to wait for than a restore. */
+        bool coming = p->released.n || p->resetting || p->making;
+        bool may_make = p->o.max == 0 || p->alive < p->o.max;
+        if (may_make && !coming) {
             *make = true;
             return 0;
         }
-        if (pthread_cond_timedwait(&p->changed, &p->lock, &end) == ETIMEDOUT)
-            return SBX_E_TIMEOUT;
+        if (pthread_cond_timedwait(&p->changed, &p->lock, &end) == ETIMEDOUT) {
+            *make = may_make;
+            return may_make ? 0 : SBX_E_TIMEOUT;
+        }
     }
 }
 
@@ -385,7 +394,8 @@ int sbx_ready_pool_wait(struct sbx_ready_pool *p, uint32_t timeout_ms, struct sb
     struct timespec end = after_ms(timeout_ms);
     int rc = 0;
     pthread_mutex_lock(&p->lock);
-    while (rc == 0 && (p->ready.n < p->o.target || p->released.n || p->resetting))
+    while (rc == 0 && (p->released.n || p->resetting || p->making ||
+                       p->ready.n + p->taken < p->o.target))
         if (pthread_cond_timedwait(&p->changed, &p->lock, &end) == ETIMEDOUT)
             rc = SBX_E_TIMEOUT;
     size_t ready = p->ready.n;
