@@ -29,7 +29,7 @@ SBX_CPPFLAGS := -D_GNU_SOURCE -Iinclude -I$(GEN) -Isrc
 SBX_CFLAGS   := $(WARN) -O2 -g -fvisibility=hidden
 HOST_CFLAGS   = $(SBX_CPPFLAGS) $(SBX_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 LIBS      := -lelf -llz4 -lxxhash -lseccomp -lpthread -lrt
-CLI_LIBS  := -ljansson
+CLI_LIBS  := -ljansson -lmicrohttpd
 
 # The version, from VERSION (checked by scripts/gen-version.sh), and the
 # shared library: libsnapbox.so.MAJOR.MINOR.PATCH, SONAME libsnapbox.so.MAJOR.
@@ -41,7 +41,7 @@ LIB_MAP   := src/libsnapbox.map
 GEN_HDRS  := $(GEN)/snapbox_version.h $(GEN)/sbx_version.h
 
 LIB_SRCS  := $(wildcard src/common/*.c src/loader/*.c src/vcpu/*.c src/snapshot/*.c)
-CLI_SRCS  := $(wildcard src/cli/*.c)
+CLI_SRCS  := $(wildcard src/cli/*.c src/serve/*.c)
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 SAN_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/san/%.o)
 TSAN      := -fsanitize=thread -fno-omit-frame-pointer

@@ -10,9 +10,9 @@
 # Set SNAPBOX_NO_INSTALL=1 to only report what is missing.
 set -eu
 what=${1:-all}
-build_pkgs="gcc make binutils libelf-dev liblz4-dev libxxhash-dev libcmocka-dev libseccomp-dev libjansson-dev python3 pkg-config g++ man-db groff-base musl-dev"
+build_pkgs="gcc make binutils libelf-dev liblz4-dev libxxhash-dev libcmocka-dev libseccomp-dev libjansson-dev python3 pkg-config g++ man-db groff-base musl-dev libmicrohttpd-dev curl"
 vm_pkgs="qemu-system-x86 busybox-static cpio gzip"
-bench_pkgs="lz4"
+bench_pkgs="lz4 wrk"
 fuzz_pkgs="clang libclang-rt-dev"   # libFuzzer and the sanitizer runtimes are only recommended by clang
 valgrind_pkgs="valgrind libc6-dbg"
 case "$what" in
