@@ -82,7 +82,7 @@ GUESTS      := $(BUILD)/guests/demo.elf $(BUILD)/guests/hostile.elf $(BUILD)/gue
 
 TESTS_NATIVE := $(BUILD)/tests/test_loader $(BUILD)/tests/test_snapshot $(BUILD)/tests/test_api
 TESTS_KVM    := $(BUILD)/tests/test_kvm $(BUILD)/tests/test_template $(BUILD)/tests/test_crash \
-                $(BUILD)/tests/test_libc $(BUILD)/tests/test_isolation
+                $(BUILD)/tests/test_libc $(BUILD)/tests/test_isolation $(BUILD)/tests/test_ready
 CRASH_SHIM   := $(BUILD)/tests/crashshim.so
 DEPS_STAMP   := $(BUILD)/.deps-build
 
@@ -258,10 +258,11 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(SAN_OBJS)
 	@echo "  CC     $@"
 	$(Q)$(CC) $(HOST_CFLAGS) $(DEPFLAGS) $(SAN) -Itests $(LDFLAGS) -o $@ $< $(SAN_OBJS) $(LIBS) -lcmocka
 
-# The concurrency suite (many threads restoring, calling and resetting from
-# one template) again under ThreadSanitizer; any report fails it.
-TEST_TSAN := $(BUILD)/tsan/tests/test_template
-$(TEST_TSAN): tests/test_template.c tests/testutil.h $(TSAN_OBJS)
+# The concurrency suites (many threads restoring, calling and resetting from
+# one template; ready pools taken and released by threads while their own
+# thread resets and refills) again under ThreadSanitizer; any report fails it.
+TEST_TSAN := $(BUILD)/tsan/tests/test_template $(BUILD)/tsan/tests/test_ready
+$(BUILD)/tsan/tests/%: tests/%.c tests/testutil.h $(TSAN_OBJS)
 	@mkdir -p $(@D)
 	@echo "  CC     $@"
 	$(Q)$(CC) $(HOST_CFLAGS) $(DEPFLAGS) $(TSAN) -Itests $(LDFLAGS) -o $@ $< $(TSAN_OBJS) $(LIBS) -lcmocka

@@ -489,9 +489,11 @@ SBX_API int sbx_sandbox_restore(const struct sbx_snapshot *snap, const struct sb
  * The request-time path. A template is a snapshot decoded once into host
  * memory that is sealed (a memfd that nobody can write, resize or unseal), so
  * any number of sandboxes in any number of threads can restore from it.
- * A pool holds blank VMs (KVM VM, vCPU, guest memory already faulted in),
- * created ahead of requests, so a restore pays neither KVM_CREATE_VM nor page
- * faults. A sandbox restored from a template can be reset to it after each
+ * A pool holds blank VMs (KVM VM, vCPU, guest memory mapped but not faulted
+ * in, so a pooled VM costs the same whatever its memory size and holds
+ * resident only what its sandbox uses), created ahead of requests, so a
+ * restore does not pay for KVM_CREATE_VM. A ready pool (below) goes further:
+ * its sandboxes are restored, with their working set faulted in. A sandbox restored from a template can be reset to it after each
  * request; the reset's cost grows with the pages written, not with memory.
  */
 struct sbx_template;

@@ -68,24 +68,63 @@ static void mark_host_writes(struct sbx_sandbox *s)
         s->vm.dirty[p / 64] |= 1ull << (p % 64);
 }
 
-static void copy_back(struct sbx_sandbox *s, uint64_t first, uint64_t npages)
+static bool page_bit(const uint64_t *bits, uint64_t p) { return (bits[p / 64] >> (p % 64)) & 1; }
+
+/* Private copies are dropped: a copy-on-write sandbox's pages read the sealed
+ * template again, anonymous ones read zero. */
+static int drop_pages(struct sbx_sandbox *s, uint64_t first, uint64_t npages, struct sbx_diag *diag)
+{
+    if (madvise(s->vm.mem + first * SBX_PAGE_SIZE, npages * SBX_PAGE_SIZE, MADV_DONTNEED) < 0)
+        return sbx_fail(diag, SBX_E_NOMEM, "reset: dropping %llu written pages failed: %s",
+                        (unsigned long long)npages, strerror(errno));
+    return 0;
+}
+
+/* A page the template does not store and the working set does not hold goes
+ * back to the kernel instead of staying resident as zeros. */
+static bool give_back(const struct sbx_sandbox *s, uint64_t p)
+{
+    return s->keep && !page_bit(s->keep, p) && !sbx_template_page_stored(s->tpl, p);
+}
+
+static int copy_back(struct sbx_sandbox *s, uint64_t first, uint64_t npages, struct sbx_diag *diag)
 {
     const struct sbx_template *t = s->tpl;
+    uint64_t run = 0; /* pages just before p to give back */
     for (uint64_t p = first; p < first + npages; p++) {
+        if (give_back(s, p)) {
+            run++;
+            continue;
+        }
+        int rc = run ? drop_pages(s, p - run, run, diag) : 0;
+        if (rc)
+            return rc;
+        run = 0;
         uint8_t *dst = s->vm.mem + p * SBX_PAGE_SIZE;
         if (sbx_template_page_stored(t, p))
             memcpy(dst, t->mem + p * SBX_PAGE_SIZE, SBX_PAGE_SIZE);
         else
             memset(dst, 0, SBX_PAGE_SIZE);
     }
+    return run ? drop_pages(s, first + npages - run, run, diag) : 0;
 }
 
-/* Private copies are dropped, so the pages read the sealed template again. */
-static int drop_private(struct sbx_sandbox *s, uint64_t first, uint64_t npages, struct sbx_diag *diag)
+/* The first reset after a sandbox learns its working set gives back what
+ * earlier requests left resident outside it. */
+static int trim(struct sbx_sandbox *s, struct sbx_diag *diag)
 {
-    if (madvise(s->vm.mem + first * SBX_PAGE_SIZE, npages * SBX_PAGE_SIZE, MADV_DONTNEED) < 0)
-        return sbx_fail(diag, SBX_E_NOMEM, "reset: dropping %llu written pages failed: %s",
-                        (unsigned long long)npages, strerror(errno));
+    uint64_t pages = s->vm.mem_size / SBX_PAGE_SIZE, run = 0;
+    for (uint64_t p = 0; p <= pages; p++) {
+        if (p < pages && give_back(s, p)) {
+            run++;
+            continue;
+        }
+        int rc = run ? drop_pages(s, p - run, run, diag) : 0;
+        if (rc)
+            return rc;
+        run = 0;
+    }
+    sbx_sandbox_set_trimmed(s);
     return 0;
 }
 
@@ -104,11 +143,8 @@ static int restore_dirty(struct sbx_sandbox *s, struct sbx_diag *diag)
         uint64_t end = p;
         while (end < pages && ((bits[end / 64] >> (end % 64)) & 1))
             end++;
-        int rc = 0;
-        if (s->cfg.mem_mode == SBX_MEM_COW)
-            rc = drop_private(s, p, end - p, diag);
-        else
-            copy_back(s, p, end - p);
+        int rc = s->cfg.mem_mode == SBX_MEM_COW ? drop_pages(s, p, end - p, diag)
+                                                : copy_back(s, p, end - p, diag);
         if (rc)
             return rc;
         p = end;
@@ -132,6 +168,8 @@ int sbx_sandbox_reset(struct sbx_sandbox *s, struct sbx_diag *diag)
         goto done;
     mark_host_writes(s);
     rc = restore_dirty(s, diag);
+    if (rc == 0 && s->keep && !s->trimmed)
+        rc = trim(s, diag);
     /* The function table and guest facts cannot change: only the vCPU goes back. */
     if (rc == 0)
         rc = sbx_vcpu_load(&s->vm, s->reset_state, diag);

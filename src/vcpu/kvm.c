@@ -111,39 +111,22 @@ static int create_vcpu(struct sbx_vm *vm, struct sbx_diag *diag)
     return rc ? rc : sbx_msr_list(vm, NULL, NULL, diag);
 }
 
-/* Guest memory: anonymous, or a private copy-on-write mapping of memfd. The
- * anonymous kind is 2 MiB aligned so transparent huge pages can back it. */
+/* Guest memory: anonymous, or a private copy-on-write mapping of memfd. Never
+ * transparent huge pages: one byte a guest touches would cost 2 MiB resident,
+ * and a reset giving back 4 KiB pages would split them. */
 static int map_memory(struct sbx_vm *vm, uint64_t mem_size, const struct sbx_vm_opts *o,
                       struct sbx_diag *diag)
 {
-    uint8_t *mem;
-    if (o->memfd >= 0) {
-        mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, o->memfd, 0);
-    } else {
-        uint8_t *raw = mmap(NULL, mem_size + SBX_HUGE_SIZE, PROT_READ | PROT_WRITE,
-                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        mem = raw;
-        if (raw != MAP_FAILED) {
-            mem = (uint8_t *)(((uintptr_t)raw + SBX_HUGE_SIZE - 1) & ~(uintptr_t)(SBX_HUGE_SIZE - 1));
-            if (mem > raw)
-                munmap(raw, (size_t)(mem - raw));
-            munmap(mem + mem_size, (size_t)(raw + SBX_HUGE_SIZE - mem));
-            madvise(mem, mem_size, MADV_HUGEPAGE); /* a hint; fine if THP is off */
-        }
-    }
+    int flags = MAP_PRIVATE | MAP_NORESERVE | (o->memfd >= 0 ? 0 : MAP_ANONYMOUS);
+    uint8_t *mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE, flags, o->memfd, 0);
+    if (mem != MAP_FAILED)
+        madvise(mem, mem_size, MADV_NOHUGEPAGE); /* advice: fine where THP is absent */
     if (mem == MAP_FAILED)
         return sbx_fail(diag, SBX_E_NOMEM, "cannot map %llu bytes of guest memory: %s",
                         (unsigned long long)mem_size, strerror(errno));
     vm->mem = mem;
     vm->mem_size = mem_size;
     sbx_mem_private(mem, mem_size);
-    if (!o->prefault || madvise(mem, mem_size, MADV_POPULATE_WRITE) == 0)
-        return 0;
-    if (errno != EINVAL) /* EINVAL: a kernel before 5.14; touch every page instead */
-        return sbx_fail(diag, SBX_E_NOMEM, "cannot fault in %llu bytes of guest memory: %s",
-                        (unsigned long long)mem_size, strerror(errno));
-    for (uint64_t off = 0; off < mem_size; off += SBX_PAGE_SIZE)
-        ((volatile uint8_t *)mem)[off] = 0;
     return 0;
 }
 

@@ -1,4 +1,4 @@
-/* pool.c - blank VMs made ahead of requests: KVM VM, vCPU, faulted-in memory. */
+/* pool.c - blank VMs made ahead of requests: KVM VM, vCPU, mapped memory. */
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -11,8 +11,10 @@ struct sbx_pool {
     size_t n, cap;
 };
 
-/* Templates need the dirty log for reset; faulting in is the point of a pool. */
-static const struct sbx_vm_opts pool_vm_opts = { .memfd = -1, .prefault = true, .dirty_log = true };
+/* Templates need the dirty log for reset. Memory is not faulted in: a pooled
+ * VM holds resident only what its sandbox later uses, and costs the same to
+ * make whatever its size; a ready pool (ready.c) prefaults working sets. */
+static const struct sbx_vm_opts pool_vm_opts = { .memfd = -1, .dirty_log = true };
 
 int sbx_pool_create(uint64_t mem_size, size_t count, struct sbx_pool **out, struct sbx_diag *diag)
 {

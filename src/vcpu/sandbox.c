@@ -315,6 +315,19 @@ void sbx_sandbox_set_template(struct sbx_sandbox *s, const struct sbx_template *
     s->tpl = t;
 }
 
+void sbx_sandbox_set_owner(struct sbx_sandbox *s, const void *owner) { s->owner = owner; }
+
+const void *sbx_sandbox_owner(const struct sbx_sandbox *s) { return s->owner; }
+
+void sbx_sandbox_set_keep(struct sbx_sandbox *s, uint64_t *keep)
+{
+    free(s->keep);
+    s->keep = keep;
+    s->trimmed = false;
+}
+
+void sbx_sandbox_set_trimmed(struct sbx_sandbox *s) { s->trimmed = true; }
+
 void sbx_sandbox_after_reset(struct sbx_sandbox *s, bool ok)
 {
     s->poisoned = !ok;
@@ -394,5 +407,6 @@ void sbx_sandbox_destroy(struct sbx_sandbox *s)
     free(s->reset_state);
     sbx_host_fns_release(s->host_fns);
     free(s->result);
+    free(s->keep);
     free(s);
 }

@@ -13,7 +13,6 @@
 #define SBX_MAX_LOG_MSG 4096u          /* longer guest log messages are truncated */
 #define SBX_MAX_RESULT (16u << 20)     /* largest string/bytes a guest may return */
 
-#define SBX_HUGE_SIZE (2u << 20)
 #define SBX_MAX_FUNCS SBX_ABI_MAX_FUNCS /* functions a sandbox holds: all a guest may register */
 
 struct sbx_vm {
@@ -34,7 +33,6 @@ struct sbx_vm {
 
 struct sbx_vm_opts {
     int memfd;      /* >= 0: memory is a private copy-on-write mapping of it */
-    bool prefault;  /* fault all anonymous memory in now, not on first touch */
     bool dirty_log; /* log guest writes, for sbx_sandbox_reset */
 };
 
@@ -115,6 +113,12 @@ struct sbx_sandbox {
     uint8_t *result;         /* STR/BYTES results of the last call */
     size_t result_cap;
     struct sbx_guest_facts guest; /* what a snapshot records about the guest */
+    const void *owner;       /* the ready pool it belongs to, or NULL */
+    /* Pages a reset zeroes in place (the working set); a written page
+     * outside it that the template does not store goes back to the kernel.
+     * NULL: every written page is zeroed in place. */
+    uint64_t *keep;
+    bool trimmed;            /* pages outside keep were returned once */
 };
 
 /* template.c: drop a sandbox's reference; the last one frees the template. */
@@ -141,6 +145,12 @@ void sbx_sandbox_mark_restored(struct sbx_sandbox *s);
 /* sandbox.c: s came from t and keeps the reference to it that the caller
  * took (sbx_template_hold); destroy releases it, reset goes back to t. */
 void sbx_sandbox_set_template(struct sbx_sandbox *s, const struct sbx_template *t);
+/* sandbox.c: the ready pool that owns s (NULL: none), and the pages its
+ * resets keep resident (the sandbox takes the bitmap; NULL: all). */
+void sbx_sandbox_set_owner(struct sbx_sandbox *s, const void *owner);
+const void *sbx_sandbox_owner(const struct sbx_sandbox *s);
+void sbx_sandbox_set_keep(struct sbx_sandbox *s, uint64_t *keep);
+void sbx_sandbox_set_trimmed(struct sbx_sandbox *s);
 /* sandbox.c: a reset finished: on success the sandbox is clean and tells the
  * guest it was restored; a half reset poisons it until a reset succeeds. */
 void sbx_sandbox_after_reset(struct sbx_sandbox *s, bool ok);
