@@ -37,7 +37,7 @@ static int from_integer(json_int_t n, struct sbx_value *v, size_t i, const struc
         v->u.u64 = (uint64_t)n;
         return 0;
     case SBX_T_F64: v->u.f64 = (double)n; return 0;
-    default: return arg_error(diag, i, fi, "a number where another type is expected");
+    default: return arg_error(diag, i, fi, "a number where a bool is expected");
     }
 }
 
@@ -68,6 +68,8 @@ static int one_arg(const json_t *j, struct sbx_value *v, void **owned, size_t i,
     v->type = fi->args[i];
     if (json_is_string(j))
         return from_string(j, v, owned, i, fi, diag);
+    if (v->type == SBX_T_STR || v->type == SBX_T_BYTES)
+        return arg_error(diag, i, fi, "expected a JSON string");
     if (json_is_integer(j))
         return from_integer(json_integer_value(j), v, i, fi, diag);
     if (json_is_real(j) && v->type == SBX_T_F64) {
@@ -80,8 +82,7 @@ static int one_arg(const json_t *j, struct sbx_value *v, void **owned, size_t i,
         v->u.b = json_is_true(j);
         return 0;
     }
-    return arg_error(diag, i, fi, v->type == SBX_T_STR || v->type == SBX_T_BYTES
-                     ? "expected a JSON string" : "wrong JSON type");
+    return arg_error(diag, i, fi, "wrong JSON type");
 }
 
 /* str arguments point into *doc, which the caller keeps until the call is

@@ -118,11 +118,11 @@ static void pool_metrics(FILE *f, struct serve *s)
         if (s->targets[i].ready)
             sbx_ready_pool_stats(s->targets[i].ready, &st[i], NULL);
     }
-#define X(name, type, help, field)                                                             \
-    head(f, name, type, help);                                                                 \
+#define X(metric, type, help, field)                                                           \
+    head(f, metric, type, help);                                                               \
     for (size_t i = 0; i < s->ntargets; i++)                                                   \
         if (s->targets[i].ready)                                                               \
-            fprintf(f, name "{snapshot=\"%s\"} %llu\n", s->targets[i].name,                    \
+            fprintf(f, metric "{snapshot=\"%s\"} %llu\n", s->targets[i].name,                    \
                     (unsigned long long)st[i].field);
     if (s->o.strategy == STRAT_REUSE) {
         POOL_FIELDS(X)
