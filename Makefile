@@ -101,7 +101,8 @@ GUEST_SDK_HDRS := guest/lib/sbx_guest.h include/sbx_abi.h
 
 # The goals that install missing packages first: every compile waits for
 # `deps` (order-only). Plain `make` / `make all` never run apt-get.
-DEPS_GOALS   := deps check check-install check-valgrind demo bench fuzz fuzz-replay
+DEPS_GOALS   := deps check check-install check-valgrind demo bench fuzz fuzz-replay bench-serve \
+                check-serve
 DEPS_FIRST   := $(if $(filter $(DEPS_GOALS),$(MAKECMDGOALS)),deps)
 
 FUZZ_TARGETS := fuzz_elf fuzz_note fuzz_snap_header fuzz_snap_chunks fuzz_hypercall
@@ -306,6 +307,14 @@ check-api: $(BUILD)/libsnapbox.so
 	sh tests/check-api.sh $(BUILD)
 check: check-api
 
+# `snapbox serve` with curl against real KVM (inside the KVM test VM, curl
+# carried in): endpoints, statuses, backpressure, SIGTERM, /metrics.
+.PHONY: check-serve
+check-serve: all $(CRASH_SHIM)
+	@echo "== tests/test_serve.sh"
+	KVMVM_EXTRA="$$(command -v curl)" sh tests/run-kvm.sh tests/test_serve.sh $(BUILD)
+check: check-serve
+
 # ---- fuzzing: libFuzzer builds (clang) and gcc replay builds of each target ----
 $(BUILD)/fuzz/seed: tests/fuzz/seed.c $(SAN_OBJS)
 	@mkdir -p $(@D)
@@ -361,6 +370,13 @@ $(BUILD)/bench/bench: $(BENCH_SRCS) bench/bench.h guest/bench/content.h $(LIB_OB
 
 bench: all $(BUILD)/bench/bench
 	sh scripts/bench.sh $(BUILD)
+
+# `snapbox serve` under wrk, per strategy (scripts/bench-serve.sh; SERVE_SECONDS
+# per run, default 3): bench/serve-results.json and a table.
+.PHONY: bench-serve
+bench-serve: all
+	SERVE_SECONDS=$(SERVE_SECONDS) sh scripts/bench-serve.sh $(BUILD)
+SERVE_SECONDS ?= 3
 
 # A directory as snapbox.pc writes it: under ${prefix} where it is.
 pc_dir = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
