@@ -25,7 +25,8 @@ start() {
     "$cli" serve --listen 127.0.0.1:0 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
     pid=$!
     for _ in $(seq 600); do
-        port=$(sed -n 's/.*listening on .* (port \([0-9]*\)).*/\1/p' "$tmp/$name.out")
+        port=$(sed -n -e 's/.*listening on .* (port \([0-9]*\)).*/\1/p' \
+            -e 's/^{"listening": "127.0.0.1:0", "port": \([0-9]*\),.*/\1/p' "$tmp/$name.out")
         [ -n "$port" ] && { ok "$name: serving on port $port"; return 0; }
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.2
@@ -197,8 +198,9 @@ wait "$pid"; rc=$?; pid=
 
 echo "-- strategies new and restore: the same answers"
 for strat in new restore; do
+    # restore under --json: the ready line is JSON
     start "$strat" demo="$tmp/demo.snap" hostile="$tmp/hostile.snap" --strategy "$strat" --pool 2 \
-        --workers 2
+        --workers 2 $([ "$strat" = restore ] && echo --json)
     expect 200 '{"result":5}' POST /v1/demo/add '[2,3]'
     expect 200 '{"result":2}' POST /v1/demo/counter ''
     expect 200 '{"result":2}' POST /v1/demo/counter ''

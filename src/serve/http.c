@@ -220,12 +220,10 @@ static enum MHD_Result submit(struct serve *s, struct serve_job *j, struct MHD_C
     free(j->body);
     j->body = NULL;
     j->conn = conn;
-    j->queued = true;
     if (serve_enqueue(s, j, suspend_job)) {
         atomic_fetch_add(&j->t->requests, 1);
         return MHD_YES;
     }
-    j->queued = false;
     pthread_mutex_lock(&s->lock);
     bool stopping = s->stopping;
     pthread_mutex_unlock(&s->lock);
@@ -262,7 +260,6 @@ static enum MHD_Result first_call(struct serve *s, struct MHD_Connection *conn, 
     struct serve_job *j = calloc(1, sizeof *j);
     if (!j)
         return MHD_NO;
-    j->srv = s;
     j->t0 = cli_now_ms();
     *req_cls = j;
     pthread_mutex_lock(&s->lock);
@@ -347,6 +344,22 @@ static bool drain(struct serve *s, double limit_ms)
     return drained;
 }
 
+/* The one line that says the server is ready, and on which port. */
+static void announce(const struct serve *s, struct MHD_Daemon *d, const char *shown)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    unsigned port = info ? info->port : 0;
+    const char *strategy = s->o.strategy == STRAT_NEW ? "new"
+                           : s->o.strategy == STRAT_RESTORE ? "restore" : "reuse";
+    if (s->cli->json)
+        cj_emit(json_pack("{s:s, s:i, s:s, s:I}", "listening", shown, "port", (int)port,
+                          "strategy", strategy, "workers", (json_int_t)s->o.workers), EXIT_OK_);
+    else
+        printf("snapbox serve: listening on %s (port %u), strategy %s, %zu workers\n", shown,
+               port, strategy, s->o.workers);
+    fflush(stdout);
+}
+
 int serve_http(struct serve *s, const struct sockaddr *addr, const char *shown,
                struct sbx_diag *diag)
 {
@@ -357,19 +370,14 @@ int serve_http(struct serve *s, const struct sockaddr *addr, const char *shown,
     unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
                      (addr->sa_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, addr,
-        MHD_OPTION_CONNECTION_LIMIT, SERVE_MAX_CONNECTIONS,
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
+        MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_CONNECTION_LIMIT, SERVE_MAX_CONNECTIONS,
         MHD_OPTION_CONNECTION_TIMEOUT, SERVE_CONN_TIMEOUT_S,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     if (!d)
         return sbx_fail(diag, SBX_E_IO, "cannot listen on %s (libmicrohttpd says why above)",
                         shown);
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    printf("snapbox serve: listening on %s (port %u), strategy %s, %zu workers\n", shown,
-           info ? info->port : 0, s->o.strategy == STRAT_NEW ? "new"
-           : s->o.strategy == STRAT_RESTORE ? "restore" : "reuse", s->o.workers);
-    fflush(stdout);
+    announce(s, d, shown);
     int sig = 0;
     sigwait(&stop, &sig);
     fprintf(stderr, "snapbox serve: %s: no new connections; finishing the requests in flight\n",

@@ -54,7 +54,6 @@ const char *serve_kind_name(enum serve_kind k);
 /* The metrics (metrics.c): lock-free counters, read by GET /metrics. */
 #define SERVE_NBUCKETS 14
 struct serve_metrics {
-    atomic_uint_fast64_t responses[6];  /* by status class: 2xx..5xx, index status/100 */
     atomic_uint_fast64_t by_status[600];
     atomic_uint_fast64_t errors[KIND_COUNT_];
     atomic_uint_fast64_t bucket[SERVE_NBUCKETS + 1]; /* call latency, the last is +Inf */
@@ -90,13 +89,12 @@ struct serve {
 
 /* A call, from the request's arrival to its response (http.c, work.c). */
 struct serve_job {
-    struct serve *srv;
     void *conn;                      /* struct MHD_Connection */
     struct serve_target *t;
     struct sbx_func_info fi;
     char *body;
     size_t len;
-    bool awaiting_body, too_large, queued, done;
+    bool awaiting_body, too_large, done;
     double t0;
     struct sbx_value v[SBX_MAX_ARGS];
     void *owned[SBX_MAX_ARGS];

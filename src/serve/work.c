@@ -44,7 +44,12 @@ static int open_pools(struct serve *s, struct serve_target *t, struct sbx_diag *
         sbx_sandbox_destroy(sb);
     }
     if (rc == 0 && s->o.strategy == STRAT_REUSE) {
-        SBX_OPTS(sbx_ready_pool_opts, po, .cfg = &s->cfg, .target = s->o.pool);
+        /* Each worker resets the sandbox it used, after answering (inline
+         * release): resets run in parallel, off the request path, and never
+         * pile up behind one thread. At most T are taken, so N + T bounds
+         * the pool even when every take finds none ready. */
+        SBX_OPTS(sbx_ready_pool_opts, po, .cfg = &s->cfg, .target = s->o.pool,
+                 .max = s->o.pool + s->o.workers, .release = SBX_RELEASE_INLINE);
         rc = sbx_ready_pool_create(t->tmpl, &po, &t->ready, diag);
     }
     return rc;
@@ -173,24 +178,21 @@ static int acquire(struct serve *s, struct serve_target *t, struct sbx_sandbox *
         return rc;
     }
     default:
-        /* at most T sandboxes are taken at once, and the pool's max is 0 (no
-         * limit): take never waits, so its timeout never applies */
+        /* at most T are taken and max is N + T: take waits only while its
+         * sandbox is being reset by another worker */
         return sbx_ready_pool_take(t->ready, s->cfg.deadline_ms, sb, diag);
     }
 }
 
-/* Whatever the call did, the sandbox is reset by the ready pool or destroyed:
- * never reused dirty. */
+/* Whatever the call did, the sandbox is reset by the ready pool (a reset
+ * that fails destroys it there) or destroyed: never reused dirty. */
 static void give_back(struct serve *s, struct serve_target *t, struct sbx_sandbox *sb)
 {
     struct sbx_diag diag = { 0 };
-    if (s->o.strategy == STRAT_REUSE && sbx_ready_pool_release(t->ready, sb, &diag) == 0)
-        return;
-    if (s->o.strategy == STRAT_REUSE) {
-        /* release refused it (not this pool's, or inside a call): ours to destroy */
-        cli_log(NULL, SBX_LOG_WARN, diag.msg);
-    }
-    sbx_sandbox_destroy(sb);
+    if (s->o.strategy != STRAT_REUSE)
+        sbx_sandbox_destroy(sb);
+    else if (sbx_ready_pool_release(t->ready, sb, &diag))
+        cli_log(NULL, SBX_LOG_WARN, diag.msg); /* gone either way (inline release) */
 }
 
 static char *result_json(const struct sbx_value *ret)
@@ -201,7 +203,9 @@ static char *result_json(const struct sbx_value *ret)
     return text;
 }
 
-static void run_job(struct serve *s, struct serve_job *j)
+/* Run j's call and write its response; the sandbox it used is returned, to
+ * give back once the response is on its way. */
+static struct sbx_sandbox *run_job(struct serve *s, struct serve_job *j)
 {
     struct sbx_diag diag = { 0 };
     struct sbx_sandbox *sb = NULL;
@@ -214,8 +218,6 @@ static void run_job(struct serve *s, struct serve_job *j)
         if (rc == 0 && !(j->resp = result_json(&ret)))
             rc = sbx_fail(&diag, SBX_E_NOMEM, "out of memory for the result");
     }
-    if (sb)
-        give_back(s, j->t, sb);
     j->status = 200;
     if (rc) {
         /* taking or restoring a sandbox failed: the server's failure, not the guest's */
@@ -224,6 +226,7 @@ static void run_job(struct serve *s, struct serve_job *j)
         serve_count_error(s, kind);
     }
     serve_observe_call(s, cli_now_ms() - j->t0);
+    return sb;
 }
 
 static void *worker(void *arg)
@@ -241,9 +244,13 @@ static void *worker(void *arg)
     }
     while ((j = dequeue(s))) {
         atomic_fetch_add(&s->m.running, 1);
-        run_job(s, j);
+        struct serve_target *t = j->t;
+        struct sbx_sandbox *sb = run_job(s, j);
+        serve_job_finished(j); /* j is libmicrohttpd's again: not touched below */
+        /* the reset or destroy is off the request's path, on this worker */
+        if (sb)
+            give_back(s, t, sb);
         atomic_fetch_sub(&s->m.running, 1);
-        serve_job_finished(j);
     }
     return NULL;
 }
