@@ -173,9 +173,10 @@ resets=$(m 'snapbox_pool_resets_total{snapshot="demo"}')
 [ "${resets:-0}" -gt 0 ] && ok "pool resets: $resets" || fail "no pool resets"
 stop
 
+# spin runs to the deadline, long enough (15 s, even under TCG) to fill the queue behind it
 echo "-- backpressure: 1 worker, a queue of 1; SIGTERM with calls in flight"
 auth=
-start queue hostile="$tmp/hostile.snap" --pool 1 --workers 1 --queue 1 --deadline 3000
+start queue hostile="$tmp/hostile.snap" --pool 1 --workers 1 --queue 1 --deadline 15000
 "$curl" -s -o "$tmp/q1" -w '%{http_code}' -X POST --data-binary '[]' \
     "http://127.0.0.1:$port/v1/hostile/spin" > "$tmp/q1.code" &
 p1=$!
