@@ -126,6 +126,11 @@ expect 405 '"code":"method_not_allowed"' DELETE /v1/demo
 big=$(head -c 3000 /dev/zero | tr '\0' 'a')
 expect 413 '"code":"too_large"' POST /v1/demo/echo "[\"$big$big\"]"
 expect 200 "\"result\":\"$big\"" POST /v1/demo/echo "[\"$big\"]"
+printf '["%s%s"]' "$big" "$big" > "$tmp/bigbody"
+code=$("$curl" -s -o "$tmp/body" -w '%{http_code}' -H "$auth" -H 'Transfer-Encoding: chunked' \
+    --data-binary @"$tmp/bigbody" "http://127.0.0.1:$port/v1/demo/echo")
+[ "$code" = 413 ] && grep -qF '"code":"too_large"' "$tmp/body" && ok "chunked body over the limit -> 413" ||
+    fail "chunked body over the limit -> $code: $(head -c 300 "$tmp/body")"
 
 echo "-- guest failures: their own statuses, and the next call is clean"
 expect 500 '"code":"SBX_E_GUEST_ABORT"' POST /v1/hostile/abort '[7]'
@@ -162,7 +167,7 @@ bad=$(awk '
 m() { first "$1" < "$tmp/metrics"; }
 [ "$(m 'snapbox_errors_total{kind="guest_fault"}')" = 1 ] || fail "guest_fault count"
 [ "$(m 'snapbox_errors_total{kind="timeout"}')" = 1 ] || fail "timeout count"
-[ "$(m 'snapbox_errors_total{kind="too_large"}')" = 1 ] || fail "too_large count"
+[ "$(m 'snapbox_errors_total{kind="too_large"}')" = 2 ] || fail "too_large count"
 [ "$(m 'snapbox_http_responses_total{status="401"}')" = 2 ] || fail "401 count"
 [ "$(m 'snapbox_call_duration_seconds_count')" = "$(m 'snapbox_call_duration_seconds_bucket{le="+Inf"}')" ] ||
     fail "histogram count"

@@ -43,6 +43,8 @@ static int open_pools(struct serve *s, struct serve_target *t, struct sbx_diag *
         rc = acquire(s, t, &sb, diag);
         sbx_sandbox_destroy(sb);
     }
+    if (rc == 0 && s->o.strategy == STRAT_RESTORE) /* the VM the trial took */
+        rc = sbx_pool_fill(t->blank, s->o.pool, diag);
     if (rc == 0 && s->o.strategy == STRAT_REUSE) {
         /* Each worker resets the sandbox it used, after answering (inline
          * release): resets run in parallel, off the request path, and never
