@@ -368,8 +368,10 @@ $(BUILD)/bench/bench: $(BENCH_SRCS) bench/bench.h guest/bench/content.h $(LIB_OB
 	@echo "  CC     $@"
 	$(Q)$(CC) $(HOST_CFLAGS) $(LDFLAGS) -o $@ $(BENCH_SRCS) $(LIB_OBJS) $(LIBS)
 
+# The tables, bench/results.json, and its pictures in docs/bench/ (gnuplot).
 bench: all $(BUILD)/bench/bench
 	sh scripts/bench.sh $(BUILD)
+	python3 bench/plot.py docs/bench bench/results.json
 
 # `snapbox serve` under wrk, per strategy (scripts/bench-serve.sh; SERVE_SECONDS
 # per run, default 3): bench/serve-results.json and a table.

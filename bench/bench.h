@@ -8,7 +8,7 @@
 #include <time.h>
 
 #define BENCH_NSIZES 4
-#define BENCH_MAX_ROWS 80
+#define BENCH_MAX_ROWS 128
 extern const uint64_t bench_sizes_mib[BENCH_NSIZES];
 
 struct bench_row {
@@ -45,6 +45,11 @@ int bench_host(struct bench *b, const char *tmpdir);
 int bench_kvm(struct bench *b, const char *tmpdir);
 /* guests.c: the demo guest and the rules example, in the KVM part. */
 int bench_guests(struct bench *b);
+/* ready.c: ready pools of a template; density of a real guest's ready sandboxes. */
+struct sbx_template;
+void bench_ready(struct bench *b, int k, const struct sbx_template *t);
+void bench_density(struct bench *b, const char *guest, int k, const struct sbx_template *t,
+                   const char *func, const char *arg);
 
 /* Stop the benchmark with a message: it is a program, not the library. */
 _Noreturn void bench_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

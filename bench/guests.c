@@ -161,6 +161,7 @@ static void one_guest(struct bench *b, const struct real_guest *g)
     }
     row(b, g, "reset after that call", "us", bench_median(t, CALL_REPS));
     sbx_sandbox_destroy(s);
+    bench_density(b, g->name, g->k, tpl, g->func, g->arg);
     sbx_template_free(tpl);
 }
 

@@ -12,6 +12,7 @@
 
 #define REPS 5        /* VM-sized operations */
 #define CALL_REPS 200 /* calls and resets */
+#define POOL_VM_ROW "pool: one VM made ahead (memory mapped, not faulted in)"
 
 struct kvm_ctx {
     struct bench *b;
@@ -62,7 +63,7 @@ static void create_and_snapshot(struct kvm_ctx *c)
         t[r] = bench_now_us() - s;
         sbx_pool_free(pool);
     }
-    bench_set(c->b, "pool: one VM made ahead (memory faulted in, dirty log)", "us", c->k,
+    bench_set(c->b, POOL_VM_ROW, "us", c->k,
               bench_median(t, REPS));
     struct sbx_config cfg = config(c->size, SBX_MEM_DEFAULT);
     struct sbx_sandbox *s = NULL;
@@ -204,6 +205,10 @@ static void ratios(struct bench *b, int k)
               bench_get(b, "cold create from ELF (VM + load + guest init)", k) / pooled);
     bench_set(b, "ratio: template restore (copy, pooled) / same at 16 MiB", "x", k,
               pooled / bench_get(b, "restore from template, copy, pooled", 1));
+    bench_set(b, "ratio: pooled VM made / same at 16 MiB", "x", k,
+              bench_get(b, POOL_VM_ROW, k) / bench_get(b, POOL_VM_ROW, 1));
+    bench_set(b, "ratio: snapshot take + write / same at 16 MiB", "x", k,
+              bench_get(b, "snapshot take + write", k) / bench_get(b, "snapshot take + write", 1));
     bench_set(b, "ratio: complete vCPU state set / registers only", "x", k,
               bench_get(b, "phase: vCPU state set", k) /
                   bench_get(b, "  ref: registers, sregs, XCRs, XSAVE only (round 1's reset)", k));
@@ -231,6 +236,7 @@ int bench_kvm(struct bench *b, const char *tmpdir)
         restore_from_template(&c, SBX_MEM_COW, true);
         calls_and_resets(&c, SBX_MEM_COPY);
         calls_and_resets(&c, SBX_MEM_COW);
+        bench_ready(b, k, c.tpl);
         sbx_template_free(c.tpl);
         c.tpl = NULL;
         unlink(c.path);
