@@ -309,10 +309,17 @@ check: check-api
 
 # `snapbox serve` with curl against real KVM (inside the KVM test VM, curl
 # carried in): endpoints, statuses, backpressure, SIGTERM, /metrics.
+# The server runs as snapbox-asan: the CLI built with ASan and UBSan.
+CLI_SAN_OBJS := $(CLI_SRCS:%.c=$(BUILD)/san/%.o)
+$(BUILD)/snapbox-asan: $(CLI_SAN_OBJS) $(SAN_OBJS)
+	@echo "  CC     $@"
+	$(Q)$(CC) $(SAN) $(LDFLAGS) -o $@ $(CLI_SAN_OBJS) $(SAN_OBJS) $(LIBS) $(CLI_LIBS)
+
 .PHONY: check-serve
-check-serve: all $(CRASH_SHIM)
+check-serve: all $(CRASH_SHIM) $(BUILD)/snapbox-asan
 	@echo "== tests/test_serve.sh"
-	KVMVM_EXTRA="$$(command -v curl)" sh tests/run-kvm.sh tests/test_serve.sh $(BUILD)
+	SBX_SERVE_ASAN=1 KVMVM_EXTRA="$$(command -v curl) $(BUILD)/snapbox-asan" \
+	    sh tests/run-kvm.sh tests/test_serve.sh $(BUILD)
 check: check-serve
 
 # ---- fuzzing: libFuzzer builds (clang) and gcc replay builds of each target ----

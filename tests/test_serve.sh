@@ -4,11 +4,13 @@
 # SIGTERM with calls in flight (all answered, exit 0), /metrics line by line,
 # no state carried from one request to the next, and the three strategies.
 # Snapshots are made here with `snapbox create`.
-# usage: tests/test_serve.sh GUESTS_DIR SNAPBOX   (via tests/run-kvm.sh, which
+# usage: tests/test_serve.sh GUESTS_DIR SNAPBOX [SBX_SERVE_ASAN=1] (via tests/run-kvm.sh, which
 # runs it natively or inside the KVM test VM with curl carried in: `make check`)
 set -u
 guests=$1
 cli=$2
+# SBX_SERVE_ASAN=1: the server is SNAPBOX-asan (ASan and UBSan; `make check-serve`)
+[ "${SBX_SERVE_ASAN:-0}" = 1 ] && cli=$2-asan
 curl=$(command -v curl || echo ./curl)
 tmp=$(mktemp -d /tmp/snapbox-serve.XXXXXX) || exit 1
 failed=0
@@ -174,6 +176,10 @@ m() { first "$1" < "$tmp/metrics"; }
 [ "$(m 'snapbox_pool_target{snapshot="demo"}')" = 2 ] || fail "pool target"
 [ "$(m 'snapbox_calls_total{snapshot="hostile"}')" = 5 ] || fail "hostile calls"
 [ "$(m 'process_resident_memory_bytes')" -gt 0 ] || fail "resident memory"
+# 24 calls at once on 2 workers: the pool never holds more than --pool + --workers
+alive=$(( $(m 'snapbox_pool_ready{snapshot="demo"}') + $(m 'snapbox_pool_taken{snapshot="demo"}') +
+          $(m 'snapbox_pool_resetting{snapshot="demo"}') ))
+[ "$alive" -le 4 ] && ok "demo pool: $alive sandboxes alive, at most 4" || fail "demo pool: $alive alive"
 resets=$(m 'snapbox_pool_resets_total{snapshot="demo"}')
 [ "${resets:-0}" -gt 0 ] && ok "pool resets: $resets" || fail "no pool resets"
 stop
