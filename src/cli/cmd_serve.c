@@ -27,12 +27,20 @@ static int set_count(struct cli *c, const char *val, long *out, long min, const 
     return 0;
 }
 
-static int set_pool(struct cli *c, const char *val) { return set_count(c, val, &c->pool, 1, "--pool"); }
+static int set_pool(struct cli *c, const char *val)
+{
+    return set_count(c, val, &c->pool, 1, "--pool");
+}
+
 static int set_workers(struct cli *c, const char *val)
 {
     return set_count(c, val, &c->workers, 1, "--workers");
 }
-static int set_queue(struct cli *c, const char *val) { return set_count(c, val, &c->queue, 1, "--queue"); }
+
+static int set_queue(struct cli *c, const char *val)
+{
+    return set_count(c, val, &c->queue, 1, "--queue");
+}
 
 static int set_listen(struct cli *c, const char *val)
 {

@@ -56,10 +56,8 @@ static int from_string(const json_t *j, struct sbx_value *v, void **owned, size_
     /* for bytes the hex rule, for numbers and bool the CLI's text rules */
     int rc = v->type == SBX_T_BYTES ? cli_parse_hex(text, v, owned, diag)
                                     : cli_parse_value(text, v->type, v, owned, diag);
-    if (rc)
-        return arg_error(diag, i, fi, v->type == SBX_T_BYTES ? "not an even number of hex digits"
-                                                            : "not a valid value");
-    return 0;
+    const char *why = v->type == SBX_T_BYTES ? "not hex (pairs of 0-9 a-f)" : "not a valid value";
+    return rc ? arg_error(diag, i, fi, why) : 0;
 }
 
 static int one_arg(const json_t *j, struct sbx_value *v, void **owned, size_t i,

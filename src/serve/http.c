@@ -171,7 +171,8 @@ static enum MHD_Result route(struct serve *s, struct serve_job *j, struct MHD_Co
         return refuse(s, conn, 401, KIND_UNAUTHORIZED, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer",
                       "this server wants Authorization: Bearer TOKEN");
     if (!strcmp(url, "/metrics") && get)
-        return respond(s, conn, 200, serve_metrics_text(s), "text/plain; version=0.0.4", NULL, NULL);
+        return respond(s, conn, 200, serve_metrics_text(s), "text/plain; version=0.0.4", NULL,
+                       NULL);
     if ((!strcmp(url, "/v1") || !strcmp(url, "/v1/")) && get)
         return get_page(s, conn, s->index, NULL);
     if (strncmp(url, "/v1/", 4))
