@@ -29,7 +29,7 @@ SBX_CPPFLAGS := -D_GNU_SOURCE -Iinclude -I$(GEN) -Isrc
 SBX_CFLAGS   := $(WARN) -O2 -g -fvisibility=hidden
 HOST_CFLAGS   = $(SBX_CPPFLAGS) $(SBX_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 LIBS      := -lelf -llz4 -lxxhash -lseccomp -lpthread -lrt
-CLI_LIBS  := -ljansson
+CLI_LIBS  := -ljansson -lmicrohttpd
 
 # The version, from VERSION (checked by scripts/gen-version.sh), and the
 # shared library: libsnapbox.so.MAJOR.MINOR.PATCH, SONAME libsnapbox.so.MAJOR.
@@ -41,7 +41,7 @@ LIB_MAP   := src/libsnapbox.map
 GEN_HDRS  := $(GEN)/snapbox_version.h $(GEN)/sbx_version.h
 
 LIB_SRCS  := $(wildcard src/common/*.c src/loader/*.c src/vcpu/*.c src/snapshot/*.c)
-CLI_SRCS  := $(wildcard src/cli/*.c)
+CLI_SRCS  := $(wildcard src/cli/*.c src/serve/*.c)
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 SAN_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/san/%.o)
 TSAN      := -fsanitize=thread -fno-omit-frame-pointer
@@ -101,7 +101,8 @@ GUEST_SDK_HDRS := guest/lib/sbx_guest.h include/sbx_abi.h
 
 # The goals that install missing packages first: every compile waits for
 # `deps` (order-only). Plain `make` / `make all` never run apt-get.
-DEPS_GOALS   := deps check check-install check-valgrind demo bench fuzz fuzz-replay
+DEPS_GOALS   := deps check check-install check-valgrind demo bench fuzz fuzz-replay bench-serve \
+                check-serve
 DEPS_FIRST   := $(if $(filter $(DEPS_GOALS),$(MAKECMDGOALS)),deps)
 
 FUZZ_TARGETS := fuzz_elf fuzz_note fuzz_snap_header fuzz_snap_chunks fuzz_hypercall
@@ -306,6 +307,21 @@ check-api: $(BUILD)/libsnapbox.so
 	sh tests/check-api.sh $(BUILD)
 check: check-api
 
+# `snapbox serve` with curl against real KVM (inside the KVM test VM, curl
+# carried in): endpoints, statuses, backpressure, SIGTERM, /metrics.
+# The server runs as snapbox-asan: the CLI built with ASan and UBSan.
+CLI_SAN_OBJS := $(CLI_SRCS:%.c=$(BUILD)/san/%.o)
+$(BUILD)/snapbox-asan: $(CLI_SAN_OBJS) $(SAN_OBJS)
+	@echo "  CC     $@"
+	$(Q)$(CC) $(SAN) $(LDFLAGS) -o $@ $(CLI_SAN_OBJS) $(SAN_OBJS) $(LIBS) $(CLI_LIBS)
+
+.PHONY: check-serve
+check-serve: all $(CRASH_SHIM) $(BUILD)/snapbox-asan
+	@echo "== tests/test_serve.sh"
+	SBX_SERVE_ASAN=1 KVMVM_EXTRA="$$(command -v curl) $(BUILD)/snapbox-asan" \
+	    sh tests/run-kvm.sh tests/test_serve.sh $(BUILD)
+check: check-serve
+
 # ---- fuzzing: libFuzzer builds (clang) and gcc replay builds of each target ----
 $(BUILD)/fuzz/seed: tests/fuzz/seed.c $(SAN_OBJS)
 	@mkdir -p $(@D)
@@ -363,6 +379,13 @@ $(BUILD)/bench/bench: $(BENCH_SRCS) bench/bench.h guest/bench/content.h $(LIB_OB
 bench: all $(BUILD)/bench/bench
 	sh scripts/bench.sh $(BUILD)
 	python3 bench/plot.py docs/bench bench/results.json
+
+# `snapbox serve` under wrk, per strategy (scripts/bench-serve.sh; SERVE_SECONDS
+# per run, default 3): bench/serve-results.json and a table.
+.PHONY: bench-serve
+bench-serve: all
+	SERVE_SECONDS=$(SERVE_SECONDS) sh scripts/bench-serve.sh $(BUILD)
+SERVE_SECONDS ?= 3
 
 # A directory as snapbox.pc writes it: under ${prefix} where it is.
 pc_dir = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))

@@ -2,18 +2,19 @@
 # deps.sh - install the Debian packages snapbox needs, only those missing.
 # usage: scripts/deps.sh [build|vm|bench|fuzz|valgrind|all]   (default: all)
 #   build: compiler-side libraries (libelf, lz4, xxHash, cmocka, binutils), and
-#          pkg-config, g++ and man (man-db, groff-base) for the install test
+#          pkg-config, g++ and man (man-db, groff-base) for the install test,
+#          libmicrohttpd (`snapbox serve`) and curl (its test)
 #   vm:    what tests/kvm-vm.sh needs to boot a KVM-capable QEMU VM
 #   bench: the lz4 command line tool (the size reference of `make bench`) and
-#          gnuplot (its pictures)
+#          gnuplot (its pictures); wrk for `make bench-serve`
 #   fuzz:  clang with libFuzzer and its sanitizer runtimes (`make fuzz`)
 #   valgrind: memcheck for `make check-valgrind`
 # Set SNAPBOX_NO_INSTALL=1 to only report what is missing.
 set -eu
 what=${1:-all}
-build_pkgs="gcc make binutils libelf-dev liblz4-dev libxxhash-dev libcmocka-dev libseccomp-dev libjansson-dev python3 pkg-config g++ man-db groff-base musl-dev"
+build_pkgs="gcc make binutils libelf-dev liblz4-dev libxxhash-dev libcmocka-dev libseccomp-dev libjansson-dev python3 pkg-config g++ man-db groff-base musl-dev libmicrohttpd-dev curl"
 vm_pkgs="qemu-system-x86 busybox-static cpio gzip"
-bench_pkgs="lz4 gnuplot-nox"
+bench_pkgs="lz4 gnuplot-nox wrk"
 fuzz_pkgs="clang libclang-rt-dev"   # libFuzzer and the sanitizer runtimes are only recommended by clang
 valgrind_pkgs="valgrind libc6-dbg"
 case "$what" in

@@ -76,7 +76,7 @@ done
 echo "-- help: every command, three spellings, the same text"
 expect 0 --help && grep_out "exit codes"
 expect 0 help && grep_out "snapbox help \[COMMAND\]"
-for c in inspect run create info verify call; do
+for c in inspect run create info verify call serve; do
     expect 0 "$c" --help && grep_out "^usage: snapbox $c " && cp "$tmp/out" "$tmp/help1"
     expect 0 "$c" -h && { cmp -s "$tmp/out" "$tmp/help1" || fail "$c -h differs from --help"; }
     expect 0 help "$c" && { cmp -s "$tmp/out" "$tmp/help1" || fail "help $c differs from --help"; }
@@ -87,7 +87,7 @@ expect 2 help nosuch
 expect 2 nosuch
 
 echo "-- usage errors: exit 2, naming the option"
-for c in inspect run create info verify call; do
+for c in inspect run create info verify call serve; do
     expect 2 "$c" --no-such-option x y && grep_err "'--no-such-option'"
     expect 2 "$c" --no-such-option --json x y && json "d['error']['code'] == 'usage'" \
         "d['error']['exit'] == 2" "'--no-such-option' in d['error']['message']"
@@ -96,6 +96,13 @@ expect 2 call "$seed" add --requests && grep_err "needs a value"
 expect 2 call "$seed" add --requests --time && grep_err "needs a value"
 expect 2 call "$seed" add --json --requests && json "d['error']['exit'] == 2"
 expect 2 create "$guests/demo.elf" -o && grep_err "needs a value"
+expect 2 serve && grep_err "missing arguments"
+expect 2 serve d="$seed" --strategy bogus && grep_err "new, restore or reuse"
+expect 2 serve d="$seed" --workers 0 && grep_err "workers wants"
+expect 2 serve d="$seed" --listen nonsense && grep_err "HOST:PORT"
+expect 2 serve d="$seed" --listen 10.1.2.3:8080 && grep_err "listen-any"
+expect 2 serve d="$seed" --listen host.example:80 && grep_err "numeric"
+expect 2 serve d="$seed" --max-body 0 && grep_err "max-body"
 expect 2 create "$guests/demo.elf" && grep_err "missing -o"
 expect 2 run "$guests/demo.elf" add --mem && grep_err "needs a value"
 expect 2 info "$seed" --policy && grep_err "needs a value"

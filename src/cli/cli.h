@@ -47,6 +47,8 @@ struct cli_opt {
 enum cli_key {
     KEY_JSON = 256, KEY_POLICY, KEY_RELAXED, KEY_REQUIRE_NOTE, KEY_MEM, KEY_DEADLINE,
     KEY_HC, KEY_TIME, KEY_REQUESTS, KEY_NO_SECCOMP, KEY_WARM, KEY_STACK, KEY_XCHG,
+    KEY_LISTEN, KEY_LISTEN_ANY, KEY_POOL, KEY_WORKERS, KEY_QUEUE, KEY_STRATEGY, KEY_MAX_BODY,
+    KEY_TOKEN_FILE,
 };
 
 /* The options of every command that loads a guest or a snapshot (opts.c). */
@@ -94,12 +96,18 @@ struct cli {
     const char *warm[CLI_MAX_WARM]; /* create --warm: calls made before the snapshot */
     int nwarm;
     const char *out;
+    /* serve (cmd_serve.c) */
+    const char *listen, *token_file, *strategy;
+    bool listen_any;
+    long pool, workers, queue;
+    uint64_t max_body;
     char **pos; /* the positional arguments, options removed */
     int npos;
 };
 
 extern const struct cli_cmd cli_cmd_inspect, cli_cmd_run, cli_cmd_create, cli_cmd_info,
     cli_cmd_verify, cli_cmd_call;
+extern const struct cli_cmd cli_cmd_serve;
 
 /* Parse argv (argv[0] is the command name) by c->cmd's table: 0, or the exit
  * code (EXIT_USAGE after a message). --help sets c->help after printing. */
@@ -113,6 +121,7 @@ int cli_set_mem(struct cli *c, const char *val);
 int cli_set_stack(struct cli *c, const char *val);
 int cli_set_xchg(struct cli *c, const char *val);
 int cli_set_deadline(struct cli *c, const char *val);
+int cli_set_no_seccomp(struct cli *c, const char *val);
 
 /* ---- Errors: text on stderr, or one JSON object on stdout under --json -------- */
 int cli_exit_code(int err);
@@ -143,6 +152,9 @@ int cj_emit(json_t *root, int ok_code);
  * str and bytes); *owned is memory to free after the call. 0 or an error in diag. */
 int cli_parse_value(const char *text, enum sbx_type t, struct sbx_value *out, void **owned,
                     struct sbx_diag *diag);
+/* Hex text as bytes (out->type is left as set), malloc'd into *owned: the
+ * one rule for bytes in text, shared by arguments and `serve` requests. */
+int cli_parse_hex(const char *text, struct sbx_value *out, void **owned, struct sbx_diag *diag);
 void cli_print_value(FILE *f, const struct sbx_value *v);
 /* Lowercase hex of len bytes, malloc'd; NULL on OOM. */
 char *cli_hex(const void *p, size_t len);

@@ -212,7 +212,7 @@ static int set_time(struct cli *c, const char *val)
     return 0;
 }
 
-static int set_no_seccomp(struct cli *c, const char *val)
+int cli_set_no_seccomp(struct cli *c, const char *val)
 {
     (void)val;
     c->no_seccomp = true;
@@ -247,7 +247,7 @@ const struct cli_cmd cli_cmd_call = {
           "reset after each", set_requests },
         { "deadline", KEY_DEADLINE, "MS", "deadline per call (default 1000)", cli_set_deadline },
         { "no-seccomp", KEY_NO_SECCOMP, NULL, "with --requests: do not confine the serving "
-          "process with the seccomp filter (docs/security.md)", set_no_seccomp },
+          "process with the seccomp filter (docs/security.md)", cli_set_no_seccomp },
         CLI_OPTS_COMMON,
     },
     .run = call,

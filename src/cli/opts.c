@@ -150,8 +150,9 @@ static int bad_option(struct cli *c, char **argv, int key)
     const struct cli_opt *o = find_opt(c->cmd, optopt);
     const char *text = argv[optind - 1];
     /* run and call take guest arguments, which may begin with '-' */
-    const char *hint = c->cmd->max_pos > 2 ? " (a guest argument that begins with '-' goes "
-                                             "after '--': FUNC -- ARG...)" : "";
+    const char *hint = c->cmd->max_pos == 2 + SBX_MAX_ARGS
+                       ? " (a guest argument that begins with '-' goes after '--': FUNC -- ARG...)"
+                       : "";
     char label[80];
     if (key == ':' && o)
         return cli_usage(c, "option %s needs a value (%s)", opt_label(o, label), o->arg);
@@ -170,7 +171,7 @@ static int positionals(struct cli *c, int argc, char **argv)
     c->npos = argc - optind;
     if (c->npos < c->cmd->min_pos)
         return cli_usage(c, "missing arguments: %s", c->cmd->synopsis);
-    if (c->npos > c->cmd->max_pos && c->cmd->max_pos > 2)
+    if (c->npos > c->cmd->max_pos && c->cmd->max_pos == 2 + SBX_MAX_ARGS)
         return cli_usage(c, "too many arguments: a guest function takes at most %u",
                          SBX_MAX_ARGS);
     if (c->npos > c->cmd->max_pos)

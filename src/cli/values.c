@@ -38,7 +38,7 @@ static int hex_digit(char c)
     return -1;
 }
 
-static int parse_hex(const char *text, struct sbx_value *out, void **owned, struct sbx_diag *diag)
+int cli_parse_hex(const char *text, struct sbx_value *out, void **owned, struct sbx_diag *diag)
 {
     size_t n = strlen(text);
     if (n % 2)
@@ -104,7 +104,7 @@ static int parse_buf(const char *text, struct sbx_value *out, void **owned,
     if (text[0] == '@')
         text++;
     if (out->type == SBX_T_BYTES)
-        return parse_hex(text, out, owned, diag);
+        return cli_parse_hex(text, out, owned, diag);
     out->u.buf.ptr = text;
     out->u.buf.len = strlen(text);
     return 0;
