@@ -92,7 +92,7 @@ static void http_metrics(FILE *f, struct serve *s)
 
 /* One metric per field of sbx_ready_pool_stats, labelled by snapshot. */
 #define POOL_FIELDS(X)                                                                         \
-    X("snapbox_pool_target", "gauge", "Ready sandboxes the pool keeps.", target)               \
+    X("snapbox_pool_target", "gauge", "Sandboxes the pool keeps, ready or taken.", target)     \
     X("snapbox_pool_ready", "gauge", "Sandboxes ready to take.", ready)                        \
     X("snapbox_pool_taken", "gauge", "Sandboxes taken by calls.", taken)                       \
     X("snapbox_pool_resetting", "gauge", "Released sandboxes waiting for their reset.", resetting) \
@@ -102,6 +102,8 @@ static void http_metrics(FILE *f, struct serve *s)
     X("snapbox_pool_replaced_total", "counter", "Sandboxes destroyed: their reset failed.",     \
       replaced)                                                                                \
     X("snapbox_pool_refills_total", "counter", "Sandboxes the pool's thread made.", refills)    \
+    X("snapbox_pool_retired_total", "counter", "Sandboxes a burst made beyond the target, "      \
+      "destroyed when they came back.", retired)                                                \
     X("snapbox_pool_refill_failures_total", "counter", "Refills that failed.", refill_failures) \
     X("snapbox_pool_working_set_pages", "gauge", "Pages of the recorded working set.",         \
       working_set_pages)                                                                       \
