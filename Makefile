@@ -381,10 +381,12 @@ bench: all $(BUILD)/bench/bench
 	python3 bench/plot.py docs/bench bench/results.json
 
 # `snapbox serve` under wrk, per strategy (scripts/bench-serve.sh; SERVE_SECONDS
-# per run, default 3): bench/serve-results.json and a table.
+# per run, default 3): bench/serve-results.json, a table, and its pictures in
+# docs/bench/ (gnuplot).
 .PHONY: bench-serve
 bench-serve: all
 	SERVE_SECONDS=$(SERVE_SECONDS) sh scripts/bench-serve.sh $(BUILD)
+	python3 bench/plot.py docs/bench bench/serve-results.json
 SERVE_SECONDS ?= 3
 
 # A directory as snapbox.pc writes it: under ${prefix} where it is.
