@@ -29,6 +29,8 @@ SBX_CPPFLAGS := -D_GNU_SOURCE -Iinclude -I$(GEN) -Isrc
 SBX_CFLAGS   := $(WARN) -O2 -g -fvisibility=hidden
 HOST_CFLAGS   = $(SBX_CPPFLAGS) $(SBX_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 LIBS      := -lelf -llz4 -lxxhash -lseccomp -lpthread -lrt
+# The OCI registry client (src/oci): HTTP, SHA-256, JSON.
+LIBS      += -lcurl -lcrypto -ljansson
 CLI_LIBS  := -ljansson
 
 # The version, from VERSION (checked by scripts/gen-version.sh), and the
@@ -40,7 +42,7 @@ SHLIB     := $(BUILD)/libsnapbox.so.$(VERSION_STRING)
 LIB_MAP   := src/libsnapbox.map
 GEN_HDRS  := $(GEN)/snapbox_version.h $(GEN)/sbx_version.h
 
-LIB_SRCS  := $(wildcard src/common/*.c src/loader/*.c src/vcpu/*.c src/snapshot/*.c)
+LIB_SRCS  := $(wildcard src/common/*.c src/loader/*.c src/vcpu/*.c src/snapshot/*.c src/oci/*.c)
 CLI_SRCS  := $(wildcard src/cli/*.c)
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 SAN_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/san/%.o)
@@ -94,7 +96,7 @@ INCLUDEDIR   ?= $(PREFIX)/include
 MANDIR       ?= $(PREFIX)/share/man
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 INSTALL      ?= install
-PUBLIC_HDRS  := include/snapbox.h include/sbx_abi.h $(GEN)/snapbox_version.h
+PUBLIC_HDRS  := include/snapbox.h include/sbx_abi.h $(GEN)/snapbox_version.h include/snapbox_oci.h
 # The guest SDK: its objects and linker script, and the headers a guest includes.
 GUEST_SDKDIR ?= $(LIBDIR)/snapbox-guest
 GUEST_SDK_HDRS := guest/lib/sbx_guest.h include/sbx_abi.h

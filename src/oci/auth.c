@@ -1,0 +1,247 @@
+/* auth.c - registry credentials (options, environment, Docker's config.json)
+ * and the answer to a 401's WWW-Authenticate challenge: Basic, or a Bearer
+ * token fetched from the challenge's realm. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "oci.h"
+
+#define OCI_MAX_DOCKER_CONFIG (UINT64_C(1) << 20)
+#define OCI_MAX_TOKEN_REPLY (UINT64_C(64) << 10)
+
+static int set_creds(struct oci_client *cl, const char *user, const char *pass,
+                     const char *source, struct sbx_diag *diag)
+{
+    if (strlen(user) >= sizeof cl->user || strlen(pass) >= sizeof cl->pass || strchr(user, ':'))
+        return sbx_fail(diag, SBX_E_INVAL, "%s: the registry user name or password from %s is "
+                        "too long or has a ':' in the name", cl->ref.text, source);
+    snprintf(cl->user, sizeof cl->user, "%s", user);
+    snprintf(cl->pass, sizeof cl->pass, "%s", pass);
+    cl->cred_source = source;
+    return 0;
+}
+
+/* An "auths" key names the host as "host", "https://host", "http://host/v1/"... */
+static bool key_names_host(const char *key, const char *host)
+{
+    const char *k = strstr(key, "://");
+    k = k ? k + 3 : key;
+    size_t n = strlen(host);
+    return !strncmp(k, host, n) && (k[n] == '\0' || k[n] == '/');
+}
+
+/* "auth" is base64 of "user:password". */
+static int decode_auth(struct oci_client *cl, const char *b64, const char *source,
+                       struct sbx_diag *diag)
+{
+    size_t len = strlen(b64);
+    if (len == 0 || len % 4 || len > 2048)
+        return sbx_fail(diag, SBX_E_INVAL, "%s: the \"auth\" entry for %s is not base64",
+                        source, cl->ref.host);
+    unsigned char out[1600];
+    int n = EVP_DecodeBlock(out, (const unsigned char *)b64, (int)len);
+    if (n < 0)
+        return sbx_fail(diag, SBX_E_INVAL, "%s: the \"auth\" entry for %s is not base64",
+                        source, cl->ref.host);
+    for (const char *p = b64 + len; p > b64 && p[-1] == '='; p--)
+        n--; /* EVP_DecodeBlock counts the padding as zero bytes */
+    out[n < 0 ? 0 : n] = '\0';
+    char *colon = strchr((char *)out, ':');
+    if (!colon || memchr(out, '\0', (size_t)n))
+        return sbx_fail(diag, SBX_E_INVAL, "%s: the \"auth\" entry for %s is not "
+                        "base64 of user:password", source, cl->ref.host);
+    *colon = '\0';
+    int rc = set_creds(cl, (char *)out, colon + 1, source, diag);
+    explicit_bzero(out, sizeof out);
+    return rc;
+}
+
+static int docker_config(struct oci_client *cl, struct sbx_diag *diag)
+{
+    char path[SBX_OCI_PATH_MAX];
+    const char *dir = getenv("DOCKER_CONFIG"), *home = getenv("HOME");
+    if (dir && *dir)
+        snprintf(path, sizeof path, "%s/config.json", dir);
+    else if (home && *home)
+        snprintf(path, sizeof path, "%s/.docker/config.json", home);
+    else
+        return 0;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    struct sbx_diag ignored;
+    if (sbx_read_file(path, OCI_MAX_DOCKER_CONFIG, &buf, &len, &ignored))
+        return 0; /* none: anonymous access */
+    json_error_t err;
+    json_t *root = json_loadb((const char *)buf, len, 0, &err), *auths, *entry;
+    int rc = 0;
+    const char *key;
+    if (!root) {
+        rc = sbx_fail(diag, SBX_E_INVAL, "%s: not JSON: %s (line %d)", path, err.text, err.line);
+        goto out;
+    }
+    auths = json_object_get(root, "auths");
+    json_object_foreach(auths, key, entry) {
+        if (!key_names_host(key, cl->ref.host))
+            continue;
+        const char *auth = json_string_value(json_object_get(entry, "auth"));
+        const char *user = json_string_value(json_object_get(entry, "username"));
+        const char *pass = json_string_value(json_object_get(entry, "password"));
+        if (auth && *auth)
+            rc = decode_auth(cl, auth, path, diag);
+        else if (user && pass)
+            rc = set_creds(cl, user, pass, path, diag);
+        break;
+    }
+out:
+    json_decref(root);
+    free(buf);
+    return rc;
+}
+
+int oci_auth_credentials(struct oci_client *cl, struct sbx_diag *diag)
+{
+    const char *user = getenv("SNAPBOX_REGISTRY_USER"), *pass = getenv("SNAPBOX_REGISTRY_PASSWORD");
+    if (cl->o.username)
+        return set_creds(cl, cl->o.username, cl->o.password ? cl->o.password : "", "the options",
+                         diag);
+    if (user && *user)
+        return set_creds(cl, user, pass ? pass : "", "SNAPBOX_REGISTRY_USER", diag);
+    return docker_config(cl, diag);
+}
+
+/* ---- challenges ---- */
+struct challenge {
+    char scheme[16], realm[1024], service[256], scope[512];
+};
+
+/* scheme param="value", param=token, ... (RFC 7235). */
+static bool parse_challenge(const char *s, struct challenge *ch)
+{
+    memset(ch, 0, sizeof *ch);
+    size_t n = strcspn(s, " ");
+    if (!n || n >= sizeof ch->scheme)
+        return false;
+    memcpy(ch->scheme, s, n);
+    for (s += n; *s;) {
+        while (*s == ' ' || *s == ',')
+            s++;
+        const char *eq = strchr(s, '=');
+        if (!*s || !eq)
+            break;
+        char name[32] = "", val[1024] = "";
+        snprintf(name, sizeof name, "%.*s", (int)(eq - s), s);
+        s = eq + 1;
+        size_t vl = 0;
+        if (*s == '"') {
+            for (s++; *s && *s != '"' && vl + 1 < sizeof val; s++)
+                val[vl++] = *s == '\\' && s[1] ? *++s : *s;
+            if (*s != '"')
+                return false;
+            s++;
+        } else {
+            for (; *s && *s != ',' && *s != ' ' && vl + 1 < sizeof val; s++)
+                val[vl++] = *s;
+        }
+        char *dst = !strcasecmp(name, "realm") ? ch->realm : !strcasecmp(name, "service")
+                    ? ch->service : !strcasecmp(name, "scope") ? ch->scope : NULL;
+        size_t cap = dst == ch->realm ? sizeof ch->realm : dst == ch->service ?
+                     sizeof ch->service : sizeof ch->scope;
+        if (dst)
+            snprintf(dst, cap, "%s", val);
+    }
+    return true;
+}
+
+static int set_authz(struct oci_client *cl, const char *scheme, const char *cred,
+                     struct sbx_diag *diag)
+{
+    free(cl->authz);
+    size_t n = strlen(scheme) + strlen(cred) + 32;
+    if (!(cl->authz = malloc(n)))
+        return sbx_fail(diag, SBX_E_NOMEM, "out of memory");
+    snprintf(cl->authz, n, "Authorization: %s %s", scheme, cred);
+    return 0;
+}
+
+static int basic(struct oci_client *cl, const char *what, struct sbx_diag *diag)
+{
+    if (!cl->cred_source)
+        return sbx_fail(diag, SBX_E_AUTH, "%s: the registry %s wants a user name and password: "
+                        "set SNAPBOX_REGISTRY_USER and SNAPBOX_REGISTRY_PASSWORD, or log in "
+                        "with docker login", what, cl->ref.host);
+    char plain[520];
+    unsigned char b64[700];
+    int n = snprintf(plain, sizeof plain, "%s:%s", cl->user, cl->pass);
+    EVP_EncodeBlock(b64, (const unsigned char *)plain, n);
+    explicit_bzero(plain, sizeof plain);
+    int rc = set_authz(cl, "Basic", (const char *)b64, diag);
+    explicit_bzero(b64, sizeof b64);
+    return rc;
+}
+
+/* GET realm?service=..&scope=.. (with the Basic credentials, if any);
+ * the reply is {"token": ...} or {"access_token": ...}. */
+static int bearer(struct oci_client *cl, const struct challenge *ch, const char *what,
+                  struct sbx_diag *diag)
+{
+    if (strncmp(ch->realm, "https://", 8) && strncmp(ch->realm, "http://", 7))
+        return sbx_fail(diag, SBX_E_REGISTRY, "%s: the registry's token realm '%.100s' is not "
+                        "an http(s) URL", what, ch->realm);
+    char scope[600], url[OCI_URL_MAX];
+    if (ch->scope[0])
+        snprintf(scope, sizeof scope, "%s", ch->scope);
+    else
+        snprintf(scope, sizeof scope, "repository:%s:%s", cl->ref.repo,
+                 cl->push ? "pull,push" : "pull");
+    char *svc = curl_easy_escape(cl->curl, ch->service, 0), *scp = curl_easy_escape(cl->curl, scope, 0);
+    int rc = SBX_E_NOMEM;
+    if (!svc || !scp) {
+        sbx_fail(diag, rc, "out of memory");
+        goto out;
+    }
+    snprintf(url, sizeof url, "%s%sservice=%s&scope=%s", ch->realm,
+             strchr(ch->realm, '?') ? "&" : "?", svc, scp);
+    free(cl->authz);
+    cl->authz = NULL;
+    if (cl->cred_source && (rc = basic(cl, what, diag)))
+        goto out;
+    char twhat[160];
+    snprintf(twhat, sizeof twhat, "token for %.100s", cl->ref.text);
+    struct oci_req q = { .method = "GET", .url = url, .body_fd = -1, .what = twhat,
+                         .max_body = OCI_MAX_TOKEN_REPLY, .no_challenge = true };
+    struct oci_resp r = { 0 };
+    if ((rc = oci_request(cl, &q, &r, diag)) == 0 && r.status != 200)
+        rc = oci_status_fail(cl, &q, &r, diag);
+    json_t *root = rc ? NULL : json_loadb((const char *)r.body.p, r.body.len, 0, NULL);
+    const char *tok = json_string_value(json_object_get(root, "token"));
+    if (!tok)
+        tok = json_string_value(json_object_get(root, "access_token"));
+    if (!rc && (!tok || !*tok || strlen(tok) > 8192 || strpbrk(tok, "\r\n")))
+        rc = sbx_fail(diag, SBX_E_REGISTRY, "%s: the token service at %.200s sent no usable "
+                      "token", what, ch->realm);
+    if (!rc)
+        rc = set_authz(cl, "Bearer", tok, diag);
+    json_decref(root);
+    oci_resp_free(&r);
+out:
+    curl_free(svc);
+    curl_free(scp);
+    return rc;
+}
+
+int oci_auth_answer(struct oci_client *cl, const char *challenge, const char *what,
+                    struct sbx_diag *diag)
+{
+    struct challenge ch;
+    if (!parse_challenge(challenge, &ch))
+        return sbx_fail(diag, SBX_E_REGISTRY, "%s: cannot read the registry's challenge "
+                        "'WWW-Authenticate: %.100s'", what, challenge);
+    if (!strcasecmp(ch.scheme, "Basic"))
+        return basic(cl, what, diag);
+    if (!strcasecmp(ch.scheme, "Bearer"))
+        return bearer(cl, &ch, what, diag);
+    return sbx_fail(diag, SBX_E_AUTH, "%s: the registry wants '%.15s' authentication, which "
+                    "snapbox does not speak (Basic, Bearer)", what, ch.scheme);
+}
