@@ -299,10 +299,15 @@ static int transport_fail(struct oci_client *cl, const struct oci_req *q, CURLco
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_CONNECT:
     case CURLE_SSL_CONNECT_ERROR:
+        /* gone after it answered: the operation broke off, it did not fail to start */
+        if (cl->replies)
+            return sbx_fail(diag, SBX_E_NET, "%s: lost the registry at %s after %u replies, in "
+                            "the middle of the operation: %s", q->what, cl->base, cl->replies,
+                            why);
         return sbx_fail(diag, SBX_E_UNREACHABLE, "%s: cannot reach the registry at %s: %s",
                         q->what, cl->base, why);
     default:
-        if (!connected && cc == CURLE_OPERATION_TIMEDOUT)
+        if (!connected && !cl->replies && cc == CURLE_OPERATION_TIMEDOUT)
             return sbx_fail(diag, SBX_E_UNREACHABLE, "%s: cannot reach the registry at %s: %s",
                             q->what, cl->base, why);
         return sbx_fail(diag, SBX_E_NET, "%s %s: the transfer broke off%s: %s", q->method, url,
@@ -335,6 +340,7 @@ static int attempt(struct oci_client *cl, const struct oci_req *q, struct oci_re
         goto out;
     }
     curl_easy_getinfo(cl->curl, CURLINFO_RESPONSE_CODE, &resp->status);
+    cl->replies++;
     rc = 0;
 out:
     curl_slist_free_all(hdrs);

@@ -63,6 +63,7 @@ struct oci_client {
     bool push;                    /* scope: pull,push */
     char errbuf[CURL_ERROR_SIZE];
     CURLcode last_cc;
+    unsigned replies;             /* HTTP replies so far in this session */
 };
 
 struct oci_req {
