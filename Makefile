@@ -103,7 +103,7 @@ GUEST_SDK_HDRS := guest/lib/sbx_guest.h include/sbx_abi.h
 
 # The goals that install missing packages first: every compile waits for
 # `deps` (order-only). Plain `make` / `make all` never run apt-get.
-DEPS_GOALS   := deps check check-install check-valgrind demo bench fuzz fuzz-replay
+DEPS_GOALS   := deps check check-install check-valgrind demo bench fuzz fuzz-replay check-oci
 DEPS_FIRST   := $(if $(filter $(DEPS_GOALS),$(MAKECMDGOALS)),deps)
 
 FUZZ_TARGETS := fuzz_elf fuzz_note fuzz_snap_header fuzz_snap_chunks fuzz_hypercall
@@ -306,6 +306,16 @@ demo: all
 check-api: $(BUILD)/libsnapbox.so
 	sh tests/check-api.sh $(BUILD)
 check: check-api
+
+# OCI registries: push and pull against docker-registry on loopback (plain
+# HTTP; TLS with a self-signed CA and htpasswd), then a snapshot pulled by
+# reference restored and called in real KVM (natively or in the test VM).
+.PHONY: check-oci
+check-oci: all
+	sh scripts/deps.sh oci
+	@echo "== tests/test_oci.sh"; sh tests/test_oci.sh $(BUILD)
+	@echo "== tests/test_oci_kvm.sh"; sh tests/test_oci_kvm.sh $(BUILD)
+check: check-oci
 
 # ---- fuzzing: libFuzzer builds (clang) and gcc replay builds of each target ----
 $(BUILD)/fuzz/seed: tests/fuzz/seed.c $(SAN_OBJS)

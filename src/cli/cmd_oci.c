@@ -10,6 +10,7 @@
 /* ---- progress: on a terminal only, on stderr ---- */
 struct progress {
     double t0, last;
+    uint64_t done;
     const char *what;
     bool shown;
 };
@@ -31,10 +32,11 @@ static void on_progress(void *ctx, const char *what, uint64_t done, uint64_t tot
     if (p->what != what) { /* a new blob */
         if (p->shown)
             fputc('\n', stderr);
-        p->what = what, p->t0 = now, p->last = 0, p->shown = false;
+        p->what = what, p->t0 = now, p->last = 0, p->done = 0, p->shown = false;
     }
-    if (now - p->last < 100 && done != total)
+    if ((now - p->last < 100 && done != total) || (p->shown && done == p->done))
         return;
+    p->done = done;
     p->last = now;
     char d[32], t[32], r[32];
     double secs = (now - p->t0) / 1000;

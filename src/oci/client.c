@@ -349,11 +349,13 @@ out:
 }
 
 /* Loopback registries (and --insecure) may speak plain HTTP: found by the
- * first request, whose TLS handshake then fails, as Docker's client does. */
+ * first request, whose TLS handshake then fails, as Docker's client does
+ * (or cannot start: a machine without a CA bundle, and no --ca-file). */
 static bool fall_back_to_http(struct oci_client *cl, int rc)
 {
-    if (rc != SBX_E_UNREACHABLE || cl->last_cc != CURLE_SSL_CONNECT_ERROR ||
-        strncmp(cl->base, "https://", 8) ||
+    bool no_tls = cl->last_cc == CURLE_SSL_CONNECT_ERROR ||
+                  (cl->last_cc == CURLE_SSL_CACERT_BADFILE && !cl->o.ca_file);
+    if (rc != SBX_E_UNREACHABLE || !no_tls || strncmp(cl->base, "https://", 8) ||
         !(cl->ref.loopback || cl->o.insecure))
         return false;
     snprintf(cl->base, sizeof cl->base, "http://%s", cl->ref.host);
