@@ -310,10 +310,16 @@ check: check-api
 # OCI registries: push and pull against docker-registry on loopback (plain
 # HTTP; TLS with a self-signed CA and htpasswd), then a snapshot pulled by
 # reference restored and called in real KVM (natively or in the test VM).
+# The registry tests drive the CLI built with ASan and UBSan (leaks included).
+SAN_CLI := $(BUILD)/san/snapbox
+$(SAN_CLI): $(CLI_SRCS:%.c=$(BUILD)/san/%.o) $(SAN_OBJS)
+	@echo "  CC     $@"
+	$(Q)$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LIBS) $(CLI_LIBS)
+
 .PHONY: check-oci
-check-oci: all
+check-oci: all $(SAN_CLI)
 	sh scripts/deps.sh oci
-	@echo "== tests/test_oci.sh"; sh tests/test_oci.sh $(BUILD)
+	@echo "== tests/test_oci.sh"; SNAPBOX_CLI=$(SAN_CLI) sh tests/test_oci.sh $(BUILD)
 	@echo "== tests/test_oci_kvm.sh"; sh tests/test_oci_kvm.sh $(BUILD)
 check: check-oci
 

@@ -3,10 +3,11 @@
 # Debian's docker-registry started here (a free port, its own storage and
 # config), once over plain HTTP and once over TLS with a self-signed CA and
 # htpasswd (bcrypt) Basic auth. Nothing is mocked; skopeo checks the artifact.
-# usage: tests/test_oci.sh [BUILD_DIR]   (needs BUILD/snapbox and `deps.sh oci`)
+# usage: tests/test_oci.sh [BUILD_DIR]   (needs BUILD/snapbox and `deps.sh oci`;
+# SNAPBOX_CLI names another build of the CLI, e.g. the sanitized one)
 set -u
 build=${1:-build}
-cli=$(realpath "$build/snapbox")
+cli=$(realpath "${SNAPBOX_CLI:-$build/snapbox}")
 golden=$(realpath tests/golden/demo.snap)
 tmp=$(mktemp -d /tmp/snapbox-oci.XXXXXX) || exit 1
 pids=""

@@ -234,34 +234,38 @@ static void set_options(struct oci_client *cl, struct xfer *x, char *url,
     }
 }
 
+/* Append "name: value" to *h; false (and *h freed) when out of memory. */
+static bool add_header(struct curl_slist **h, const char *name, const char *value)
+{
+    char line[1200];
+    snprintf(line, sizeof line, "%s: %s", name, value);
+    struct curl_slist *t = curl_slist_append(*h, line);
+    if (!t) {
+        curl_slist_free_all(*h);
+        *h = NULL;
+        return false;
+    }
+    *h = t;
+    return true;
+}
+
 static struct curl_slist *headers_of(const struct oci_client *cl, const struct oci_req *q)
 {
-    char line[512];
-    struct curl_slist *h = NULL, *t;
     /* no "Expect: 100-continue" round trip before uploads */
-    if (!(h = curl_slist_append(h, "Expect:")))
+    struct curl_slist *h = curl_slist_append(NULL, "Expect:");
+    if (h && q->accept && !add_header(&h, "Accept", q->accept))
         return NULL;
-#define ADD(...)                                                                  \
-    do {                                                                          \
-        snprintf(line, sizeof line, __VA_ARGS__);                                 \
-        if (!(t = curl_slist_append(h, line)))                                    \
-            goto fail;                                                            \
-        h = t;                                                                    \
-    } while (0)
-    if (q->accept)
-        ADD("Accept: %s", q->accept);
-    if (q->content_type)
-        ADD("Content-Type: %s", q->content_type);
-    if (q->content_range)
-        ADD("Content-Range: %s", q->content_range);
-#undef ADD
-    if (cl->authz && !(t = curl_slist_append(h, cl->authz)))
-        goto fail;
-    h = cl->authz ? t : h;
+    if (h && q->content_type && !add_header(&h, "Content-Type", q->content_type))
+        return NULL;
+    if (h && q->content_range && !add_header(&h, "Content-Range", q->content_range))
+        return NULL;
+    if (h && cl->authz) { /* "Authorization: ..." as a whole: tokens may be long */
+        struct curl_slist *t = curl_slist_append(h, cl->authz);
+        if (!t)
+            curl_slist_free_all(h);
+        h = t;
+    }
     return h;
-fail:
-    curl_slist_free_all(h);
-    return NULL;
 }
 
 static void sink_reset(struct oci_sink *sk)
