@@ -93,16 +93,24 @@ static json_t *blob_json(const char *digest, uint64_t size)
     return json_pack("{s:s, s:o}", "digest", digest, "size", cj_u64(size));
 }
 
-static int push(struct cli *c)
+/* Push or pull c's arguments with progress; 0 or the reported exit code. */
+static int transfer(struct cli *c, bool up, struct sbx_oci_result *r)
 {
     struct sbx_diag diag = { 0 };
     struct progress p = { 0 };
     struct sbx_oci_opts o = oci_opts(c, &p);
-    SBX_OPTS(sbx_oci_result, r);
-    int rc = sbx_oci_push(c->pos[0], c->pos[1], &o, &r, &diag);
+    int rc = up ? sbx_oci_push(c->pos[0], c->pos[1], &o, r, &diag)
+                : sbx_oci_pull(c->pos[0], c->out, &o, r, &diag);
     progress_end(&p);
+    return rc ? cli_report(c, &diag) : 0;
+}
+
+static int push(struct cli *c)
+{
+    SBX_OPTS(sbx_oci_result, r);
+    int rc = transfer(c, true, &r);
     if (rc)
-        return cli_report(c, &diag);
+        return rc;
     if (c->json)
         return cj_emit(json_pack("{s:o, s:o, s:s, s:o, s:o, s:o, s:I, s:I, s:o}", "file",
                                  cj_cstr(c->pos[0]), "reference", cj_cstr(c->pos[1]), "digest",
@@ -120,14 +128,10 @@ static int push(struct cli *c)
 
 static int pull(struct cli *c)
 {
-    struct sbx_diag diag = { 0 };
-    struct progress p = { 0 };
-    struct sbx_oci_opts o = oci_opts(c, &p);
     SBX_OPTS(sbx_oci_result, r);
-    int rc = sbx_oci_pull(c->pos[0], c->out, &o, &r, &diag);
-    progress_end(&p);
+    int rc = transfer(c, false, &r);
     if (rc)
-        return cli_report(c, &diag);
+        return rc;
     const char *file = c->out ? c->out : r.path;
     if (c->json)
         return cj_emit(json_pack("{s:o, s:o, s:o, s:s, s:o, s:o, s:o, s:I, s:I, s:o}", "reference",

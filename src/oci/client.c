@@ -25,6 +25,17 @@ int oci_opts(const struct sbx_oci_opts *in, struct sbx_oci_opts *o, struct sbx_d
     return 0;
 }
 
+int oci_result_out(struct sbx_oci_result *res, const char *config_digest, uint64_t config_size,
+                   const char *layer_digest, uint64_t layer_size, struct sbx_oci_result *out,
+                   struct sbx_diag *diag)
+{
+    snprintf(res->config_digest, sizeof res->config_digest, "%s", config_digest);
+    snprintf(res->layer_digest, sizeof res->layer_digest, "%s", layer_digest);
+    res->config_size = config_size;
+    res->layer_size = layer_size;
+    return out ? sbx_opts_out(out, res, sizeof *res, "sbx_oci_result", diag) : 0;
+}
+
 int oci_client_open(struct oci_client *cl, const char *ref, const struct sbx_oci_opts *opts,
                     bool push, struct sbx_diag *diag)
 {

@@ -138,6 +138,10 @@ int oci_config_make(const struct sbx_snapshot *snap, char **out, size_t *len,
 int oci_config_facts(const uint8_t *p, size_t len, const char *what, struct sbx_snap_facts *f,
                      struct sbx_diag *diag);
 
+/* client.c: fill res's config and layer descriptors, copy it to out (if any). */
+int oci_result_out(struct sbx_oci_result *res, const char *config_digest, uint64_t config_size,
+                   const char *layer_digest, uint64_t layer_size, struct sbx_oci_result *out,
+                   struct sbx_diag *diag);
 /* Options with the defaults filled. */
 int oci_opts(const struct sbx_oci_opts *in, struct sbx_oci_opts *o, struct sbx_diag *diag);
 

@@ -192,12 +192,7 @@ int sbx_oci_pull(const char *ref, const char *dest, const struct sbx_oci_opts *o
     if (dest && (rc = oci_copy_file(res.path, dest, diag)))
         goto out;
     res.manifest_size = m.len;
-    snprintf(res.config_digest, sizeof res.config_digest, "%s", config.digest);
-    snprintf(res.layer_digest, sizeof res.layer_digest, "%s", layer.digest);
-    res.config_size = config.size;
-    res.layer_size = layer.size;
-    if (out)
-        rc = sbx_opts_out(out, &res, sizeof res, "sbx_oci_result", diag);
+    rc = oci_result_out(&res, config.digest, config.size, layer.digest, layer.size, out, diag);
 out:
     free(m.p);
     oci_client_close(&cl);

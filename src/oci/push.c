@@ -225,12 +225,7 @@ int sbx_oci_push(const char *path, const char *ref, const struct sbx_oci_opts *o
     }
     if ((rc = put_manifest(&cl, manifest, &res, diag)))
         goto out;
-    snprintf(res.config_digest, sizeof res.config_digest, "%s", config.digest);
-    snprintf(res.layer_digest, sizeof res.layer_digest, "%s", layer.digest);
-    res.config_size = config.size;
-    res.layer_size = layer.size;
-    if (out)
-        rc = sbx_opts_out(out, &res, sizeof res, "sbx_oci_result", diag);
+    rc = oci_result_out(&res, config.digest, config.size, layer.digest, layer.size, out, diag);
 out:
     if (layer.fd >= 0)
         close(layer.fd);
