@@ -154,7 +154,7 @@ int oci_blob_fetch(struct oci_client *cl, const char *cache, const char *digest,
         goto out;
     sk.fd = a.fd;
     struct oci_req q = { .method = "GET", .url = url, .body_fd = -1, .sink = &sk, .what = label,
-                         .progress = what, .progress_total = size };
+                         .progress = what, .progress_total = size, .max_body = 64 << 10 };
     if ((rc = oci_request(cl, &q, &resp, diag)) == 0 && resp.status != 200)
         rc = oci_status_fail(cl, &q, &resp, diag);
     if (rc == 0 && sk.written != size)

@@ -83,7 +83,9 @@ static size_t on_body(char *data, size_t size, size_t n, void *ctx)
     struct xfer *x = ctx;
     size_t len = size * n;
     struct oci_sink *sk = x->req->sink;
-    if (sk) {
+    long status = 0;
+    curl_easy_getinfo(x->cl->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (sk && status >= 200 && status < 300) { /* an error reply goes to memory, for its text */
         if (sk->written + len > sk->max) {
             sk->over = true;
             return 0;
