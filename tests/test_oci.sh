@@ -127,6 +127,29 @@ expect 19 pull "127.0.0.1:$down/snap/demo:v1" -o "$tmp/none.snap"
 grep_err "cannot reach the registry"
 expect 19 push "$golden" "127.0.0.1:$down/snap/demo:v1"
 
+# manifests a registry may hold that are not what they claim: put by hand
+put_manifest() { # REPO:TAG PYTHON-EDIT-OF-m
+    python3 - "$tmp/raw.json" "$2" > "$tmp/edited.json" <<'EOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+exec(sys.argv[2])
+sys.stdout.write(json.dumps(m))
+EOF
+    curl -sf -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
+        --data-binary "@$tmp/edited.json" "http://$R/v2/${1%%:*}/manifests/${1#*:}" >/dev/null ||
+        fail "could not put the manifest $1"
+}
+put_manifest snap/demo:notours 'm["config"]["mediaType"] = "application/vnd.oci.image.config.v1+json"'
+expect 24 pull "$R/snap/demo:notours" -o "$tmp/none.snap" --no-cpu-check
+grep_err "not a snapbox snapshot"
+put_manifest snap/demo:huge 'm["layers"][0]["size"] = 3 << 30'
+expect 14 pull "$R/snap/demo:huge" -o "$tmp/none.snap" --no-cpu-check --cache "$tmp/cache-huge"
+grep_err "over the limit"
+put_manifest snap/demo:big 'm["annotations"]["padding"] = "x" * (1536 << 10)'
+expect 14 pull "$R/snap/demo:big" -o "$tmp/none.snap" --no-cpu-check
+grep_err "over the limit"
+[ ! -e "$tmp/none.snap" ] || fail "a refused manifest left a file"
+
 # an incompatible snapshot (its guest from another patch release) is refused
 # from the config: the layer is never fetched
 python3 - "$golden" "$tmp/other.snap" <<'EOF'
