@@ -317,8 +317,9 @@ $(SAN_CLI): $(CLI_SRCS:%.c=$(BUILD)/san/%.o) $(SAN_OBJS)
 	$(Q)$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LIBS) $(CLI_LIBS)
 
 .PHONY: check-oci
-check-oci: all $(SAN_CLI)
+check-oci: all $(SAN_CLI) $(BUILD)/tests/test_oci_parse
 	sh scripts/deps.sh oci
+	@echo "== $(BUILD)/tests/test_oci_parse"; $(BUILD)/tests/test_oci_parse
 	@echo "== tests/test_oci.sh"; SNAPBOX_CLI=$(SAN_CLI) sh tests/test_oci.sh $(BUILD)
 	@echo "== tests/test_oci_kvm.sh"; sh tests/test_oci_kvm.sh $(BUILD)
 check: check-oci

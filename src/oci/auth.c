@@ -112,12 +112,7 @@ int oci_auth_credentials(struct oci_client *cl, struct sbx_diag *diag)
 }
 
 /* ---- challenges ---- */
-struct challenge {
-    char scheme[16], realm[1024], service[256], scope[512];
-};
-
-/* scheme param="value", param=token, ... (RFC 7235). */
-static bool parse_challenge(const char *s, struct challenge *ch)
+bool oci_challenge_parse(const char *s, struct oci_challenge *ch)
 {
     memset(ch, 0, sizeof *ch);
     size_t n = strcspn(s, " ");
@@ -134,15 +129,20 @@ static bool parse_challenge(const char *s, struct challenge *ch)
         snprintf(name, sizeof name, "%.*s", (int)(eq - s), s);
         s = eq + 1;
         size_t vl = 0;
+        /* a value longer than val is cut, and the rest still read past */
         if (*s == '"') {
-            for (s++; *s && *s != '"' && vl + 1 < sizeof val; s++)
-                val[vl++] = *s == '\\' && s[1] ? *++s : *s;
+            for (s++; *s && *s != '"'; s++) {
+                char c = *s == '\\' && s[1] ? *++s : *s;
+                if (vl + 1 < sizeof val)
+                    val[vl++] = c;
+            }
             if (*s != '"')
                 return false;
             s++;
         } else {
-            for (; *s && *s != ',' && *s != ' ' && vl + 1 < sizeof val; s++)
-                val[vl++] = *s;
+            for (; *s && *s != ',' && *s != ' '; s++)
+                if (vl + 1 < sizeof val)
+                    val[vl++] = *s;
         }
         char *dst = !strcasecmp(name, "realm") ? ch->realm : !strcasecmp(name, "service")
                     ? ch->service : !strcasecmp(name, "scope") ? ch->scope : NULL;
@@ -183,7 +183,7 @@ static int basic(struct oci_client *cl, const char *what, struct sbx_diag *diag)
 
 /* GET realm?service=..&scope=.. (with the Basic credentials, if any);
  * the reply is {"token": ...} or {"access_token": ...}. */
-static int bearer(struct oci_client *cl, const struct challenge *ch, const char *what,
+static int bearer(struct oci_client *cl, const struct oci_challenge *ch, const char *what,
                   struct sbx_diag *diag)
 {
     if (strncmp(ch->realm, "https://", 8) && strncmp(ch->realm, "http://", 7))
@@ -234,8 +234,8 @@ out:
 int oci_auth_answer(struct oci_client *cl, const char *challenge, const char *what,
                     struct sbx_diag *diag)
 {
-    struct challenge ch;
-    if (!parse_challenge(challenge, &ch))
+    struct oci_challenge ch;
+    if (!oci_challenge_parse(challenge, &ch))
         return sbx_fail(diag, SBX_E_REGISTRY, "%s: cannot read the registry's challenge "
                         "'WWW-Authenticate: %.100s'", what, challenge);
     if (!strcasecmp(ch.scheme, "Basic"))

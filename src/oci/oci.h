@@ -105,6 +105,12 @@ int oci_status_fail(const struct oci_client *cl, const struct oci_req *req,
 /* ---- auth.c ---- */
 /* Fill cl->user/pass from opts, the environment or Docker's config.json. */
 int oci_auth_credentials(struct oci_client *cl, struct sbx_diag *diag);
+/* A WWW-Authenticate challenge: scheme param="value", param=token, ...
+ * (RFC 7235); the parameters snapbox uses, truncated to their fields. */
+struct oci_challenge {
+    char scheme[16], realm[1024], service[256], scope[512];
+};
+bool oci_challenge_parse(const char *s, struct oci_challenge *ch);
 /* Answer a 401's WWW-Authenticate challenge: set cl->authz. */
 int oci_auth_answer(struct oci_client *cl, const char *challenge, const char *what,
                     struct sbx_diag *diag);
