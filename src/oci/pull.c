@@ -60,26 +60,35 @@ static int parse_manifest(const uint8_t *p, size_t len, const char *what, struct
     return rc;
 }
 
+/* A manifest pinned by digest and already cached: 1 when taken from there. */
+static int cached_manifest(const char *cache, const struct oci_ref *r, struct oci_buf *m,
+                           struct sbx_oci_result *res, struct sbx_diag *diag)
+{
+    char path[SBX_OCI_PATH_MAX];
+    size_t len;
+    struct sbx_diag none;
+    if (!r->digest[0] || oci_cache_path(cache, r->digest, path, sizeof path, &none) ||
+        sbx_read_file(path, SBX_OCI_MAX_MANIFEST, &m->p, &len, &none))
+        return 0;
+    m->len = len;
+    int rc = oci_digest_mem(m->p, len, res->manifest_digest, diag);
+    if (rc == 0 && strcmp(res->manifest_digest, r->digest))
+        rc = sbx_fail(diag, SBX_E_DIGEST, "%s: the cached manifest %s does not match its "
+                      "digest: remove it", r->text, path);
+    return rc ? rc : 1;
+}
+
 /* The manifest: from the cache when the reference pins its digest, else
  * from the registry, checked against the pinned or announced digest. */
 static int get_manifest(struct oci_client *cl, const char *cache, struct oci_buf *m,
                         struct sbx_oci_result *res, struct sbx_diag *diag)
 {
-    char path[SBX_OCI_PATH_MAX], url[OCI_URL_MAX], what[OCI_LABEL_MAX];
+    char url[OCI_URL_MAX], what[OCI_LABEL_MAX];
     const struct oci_ref *r = &cl->ref;
+    int rc = cached_manifest(cache, r, m, res, diag);
+    if (rc)
+        return rc < 0 ? rc : 0;
     snprintf(what, sizeof what, "manifest %s", r->text);
-    int rc;
-    if (r->digest[0] && (rc = oci_cache_path(cache, r->digest, path, sizeof path, diag)) == 0) {
-        size_t len;
-        struct sbx_diag none;
-        if (sbx_read_file(path, SBX_OCI_MAX_MANIFEST, &m->p, &len, &none) == 0) {
-            m->len = len;
-            snprintf(res->manifest_digest, sizeof res->manifest_digest, "%s", r->digest);
-            return oci_digest_mem(m->p, len, res->manifest_digest, diag) ? SBX_E_NOMEM
-                   : strcmp(res->manifest_digest, r->digest) ? sbx_fail(diag, SBX_E_DIGEST,
-                     "%s: the cached manifest %s is damaged: remove it", what, path) : 0;
-        }
-    }
     snprintf(url, sizeof url, "/v2/%s/manifests/%s", r->repo, r->digest[0] ? r->digest : r->tag);
     struct oci_req q = { .method = "GET", .url = url, .body_fd = -1, .what = what,
                          .accept = OCI_MANIFEST_TYPE, .max_body = SBX_OCI_MAX_MANIFEST };
