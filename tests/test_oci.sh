@@ -30,7 +30,7 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# start_registry NAME PORT [tls]: a registry with storage in $tmp/NAME; its
+# start_registry NAME PORT [tls | token TOKEN_PORT]: a registry with storage in $tmp/NAME; its
 # log (access log included) in $tmp/NAME.log; its pid in $tmp/NAME.pid
 start_registry() {
     name=$1 port=$2 dir=$tmp/$1
@@ -42,13 +42,18 @@ start_registry() {
         if [ "${3:-}" = tls ]; then
             printf '  tls:\n    certificate: %s/server.pem\n    key: %s/server.key\n' "$tmp" "$tmp"
             printf 'auth:\n  htpasswd:\n    realm: snapbox-test\n    path: %s/htpasswd\n' "$tmp"
+        elif [ "${3:-}" = token ]; then
+            printf 'auth:\n  token:\n    realm: http://127.0.0.1:%s/token\n' "$4"
+            printf '    service: snapbox-registry\n    issuer: snapbox-issuer\n'
+            printf '    rootcertbundle: %s/token.pem\n' "$tmp"
         fi
     } > "$dir/config.yml"
     docker-registry serve "$dir/config.yml" >>"$tmp/$name.log" 2>&1 &
     echo $! > "$tmp/$name.pid"
     pids="$pids $!"
+    scheme=http; [ "${3:-}" = tls ] && scheme=https
     for _ in $(seq 100); do
-        curl -sk -o /dev/null "http${3:+s}://127.0.0.1:$port/v2/" && return 0
+        curl -sk -o /dev/null "$scheme://127.0.0.1:$port/v2/" && return 0
         sleep 0.1
     done
     echo "test_oci: the registry $name did not start:"; tail -5 "$tmp/$name.log"; exit 1
@@ -234,6 +239,29 @@ cmp -s "$tmp/tls.snap" "$golden" || fail "TLS pull differs"
 unset DOCKER_CONFIG
 skopeo inspect --raw --cert-dir /nonexistent --tls-verify=false --creds tester:s3cret \
     "docker://$T/snap/demo:v1" | grep -q snapbox && ok "skopeo inspect over TLS" || fail "skopeo over TLS"
+
+# ---- Bearer tokens from a token service (tests/oci-token-server.py) ------------------
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=snapbox-token-issuer \
+    -keyout "$tmp/token.key" -out "$tmp/token.pem" 2>/dev/null
+kport=$(free_port) bport=$(free_port); B=127.0.0.1:$bport
+python3 tests/oci-token-server.py "$kport" "$tmp/token.key" "$tmp/token.pem" snapbox-issuer \
+    tester:s3cret > "$tmp/tokens.log" 2>&1 &
+pids="$pids $!"
+start_registry token "$bport" token "$kport"
+for _ in $(seq 100); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$kport/token")" = 401 ] && break
+    sleep 0.1
+done
+expect 21 push "$golden" "$B/snap/demo:v1"
+grep_err "refused"
+export SNAPBOX_REGISTRY_USER=tester SNAPBOX_REGISTRY_PASSWORD=s3cret
+expect 0 push "$golden" "$B/snap/demo:v1" --json
+check 'd["blobs_uploaded"]' 2
+expect 0 pull "$B/snap/demo:v1" -o "$tmp/token.snap" --no-cpu-check --cache "$tmp/cache-token"
+cmp -s "$tmp/token.snap" "$golden" || fail "pull with a Bearer token differs"
+unset SNAPBOX_REGISTRY_USER SNAPBOX_REGISTRY_PASSWORD
+grep -q "scope.*repository:snap/demo:pull,push.*authorised" "$tmp/tokens.log" &&
+    ok "a push and a pull through Bearer tokens" || fail "no authorised token request: $(cat "$tmp/tokens.log")"
 
 [ "$failed" = 0 ] && echo "test_oci: all passed"
 exit "$failed"

@@ -27,6 +27,12 @@ static void test_references(void **state)
     assert_string_equal(r.tag, "");
     assert_true(r.loopback);
     assert_true(sbx_oci_is_ref("oci://h/r"));
+    assert_true(oci_host_loopback("localhost:5000"));
+    assert_true(oci_host_loopback("127.1.2.3"));
+    assert_false(oci_host_loopback("127.example.com"));
+    assert_false(oci_host_loopback("localhost.example.com"));
+    assert_false(oci_host_loopback("[::1]x"));
+    assert_false(oci_host_loopback("10.0.0.1"));
     assert_false(sbx_oci_is_ref("demo.snap"));
     static const char *bad[] = {
         "", "demo.snap", "host", "/repo:tag", "host/", "host/Repo", "host/repo:", "host/repo:-x",

@@ -186,9 +186,16 @@ static int basic(struct oci_client *cl, const char *what, struct sbx_diag *diag)
 static int bearer(struct oci_client *cl, const struct oci_challenge *ch, const char *what,
                   struct sbx_diag *diag)
 {
-    if (strncmp(ch->realm, "https://", 8) && strncmp(ch->realm, "http://", 7))
+    /* credentials travel to the realm: plain HTTP only where the registry itself may use it */
+    char realm_host[OCI_HOST_MAX] = "";
+    if (!strncmp(ch->realm, "http://", 7))
+        snprintf(realm_host, sizeof realm_host, "%.*s", (int)strcspn(ch->realm + 7, "/?#"),
+                 ch->realm + 7);
+    if (strncmp(ch->realm, "https://", 8) &&
+        !(realm_host[0] && (oci_host_loopback(realm_host) || cl->o.insecure)))
         return sbx_fail(diag, SBX_E_REGISTRY, "%s: the registry's token realm '%.100s' is not "
-                        "an http(s) URL", what, ch->realm);
+                        "an https URL (plain http only on loopback or with --insecure)", what,
+                        ch->realm);
     char scope[600], url[OCI_URL_MAX];
     if (ch->scope[0])
         snprintf(scope, sizeof scope, "%s", ch->scope);

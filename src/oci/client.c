@@ -316,6 +316,9 @@ static int transport_fail(struct oci_client *cl, const struct oci_req *q, CURLco
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_CONNECT:
     case CURLE_SSL_CONNECT_ERROR:
+        if (strncmp(url, cl->base, strlen(cl->base))) /* another service: the token realm */
+            return sbx_fail(diag, SBX_E_UNREACHABLE, "%s: cannot reach %s: %s", q->what, url,
+                            why);
         /* gone after it answered: the operation broke off, it did not fail to start */
         if (cl->replies)
             return sbx_fail(diag, SBX_E_NET, "%s: lost the registry at %s after %u replies, in "

@@ -33,6 +33,8 @@ struct oci_ref {
     bool loopback;                     /* localhost, 127.0.0.0/8 or [::1] */
 };
 int oci_ref_parse(const char *text, struct oci_ref *r, struct sbx_diag *diag);
+/* host[:port] is localhost, in 127.0.0.0/8 or [::1]. */
+bool oci_host_loopback(const char *host);
 /* "sha256:" and 64 lowercase hex digits. */
 bool oci_digest_valid(const char *d);
 

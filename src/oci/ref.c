@@ -1,4 +1,5 @@
 /* ref.c - OCI references: [oci://]host[:port]/repo[:tag][@sha256:HEX]. */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
@@ -79,13 +80,18 @@ static bool host_valid(const char *s, size_t len)
     return true;
 }
 
-static bool is_loopback(const char *host)
+bool oci_host_loopback(const char *host)
 {
     char name[OCI_HOST_MAX];
     snprintf(name, sizeof name, "%s", host);
-    if (name[0] != '[')
-        name[strcspn(name, ":")] = '\0';
-    return !strcmp(name, "localhost") || !strncmp(name, "127.", 4) || !strncmp(name, "[::1]", 5);
+    if (name[0] == '[')
+        return !strncmp(name, "[::1]", 5) && (name[5] == '\0' || name[5] == ':');
+    name[strcspn(name, ":")] = '\0';
+    struct in_addr a;
+    /* a numeric address in 127.0.0.0/8, not a name that begins with "127." */
+    if (inet_pton(AF_INET, name, &a) == 1)
+        return (ntohl(a.s_addr) >> 24) == 127;
+    return !strcmp(name, "localhost");
 }
 
 int oci_ref_parse(const char *text, struct oci_ref *r, struct sbx_diag *diag)
@@ -129,6 +135,6 @@ int oci_ref_parse(const char *text, struct oci_ref *r, struct sbx_diag *diag)
     } else if (!at) {
         snprintf(r->tag, sizeof r->tag, "latest");
     }
-    r->loopback = is_loopback(r->host);
+    r->loopback = oci_host_loopback(r->host);
     return 0;
 }
