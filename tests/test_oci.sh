@@ -206,6 +206,25 @@ expect 0 push "$golden" "$R/snap/killed:v1" --json
 expect 0 pull "$R/snap/killed:v1" -o "$tmp/killed.snap" --no-cpu-check --cache "$tmp/cache-killed"
 cmp -s "$tmp/killed.snap" "$golden" || fail "the rerun push pulls differently"
 
+# a registry that keeps failing: 503 to every request, retried with backoff, bounded
+fport=$(free_port)
+python3 - "$fport" > "$tmp/flaky.log" 2>&1 <<'EOF' &
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        print('request', self.path, flush=True)
+        self.send_response(503); self.send_header('Content-Length', '0'); self.end_headers()
+    def log_message(self, *a): pass
+HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
+EOF
+pids="$pids $!"
+for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$fport/" && break; sleep 0.1; done
+: > "$tmp/flaky.log"
+expect 20 pull "127.0.0.1:$fport/snap/demo:v1" -o "$tmp/none.snap"
+grep_err "HTTP 503, 5 times"
+[ "$(grep -c request "$tmp/flaky.log")" = 5 ] || fail "not 5 tries of a 503: $(cat "$tmp/flaky.log")"
+
 # ---- TLS with a self-signed CA, and htpasswd Basic auth ---------------------------
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=snapbox-test-ca \
     -keyout "$tmp/ca.key" -out "$tmp/ca.pem" 2>/dev/null
