@@ -197,12 +197,13 @@ static int set_out(struct cli *c, const char *val)
 }
 
 #define REF_HELP                                                                             \
-    "REF is HOST[:PORT]/REPO[:TAG] (tag \"latest\" by default) or HOST[:PORT]/REPO@sha256:HEX,\n" \
-    "with or without oci://. HTTPS with the system's CAs (or --ca-file); plain HTTP only\n"  \
-    "for loopback hosts or with --insecure. Credentials: SNAPBOX_REGISTRY_USER and\n"       \
-    "SNAPBOX_REGISTRY_PASSWORD, else Docker's config.json ($DOCKER_CONFIG or ~/.docker);\n"  \
-    "Basic and Bearer token challenges are answered. Progress (bytes, rate) on a terminal.\n" \
-    "docs/oci.md describes the artifact, the cache and the exit codes (19-24).\n"
+    "REF is HOST[:PORT]/REPO[:TAG] (tag \"latest\" by default) or\n"                          \
+    "HOST[:PORT]/REPO@sha256:HEX, with or without oci://. HTTPS with the system's CAs\n"      \
+    "(or --ca-file); plain HTTP only for loopback hosts or with --insecure.\n"              \
+    "Credentials: SNAPBOX_REGISTRY_USER and SNAPBOX_REGISTRY_PASSWORD, else Docker's\n"     \
+    "config.json ($DOCKER_CONFIG or ~/.docker); Basic and Bearer token challenges are\n"   \
+    "answered. Progress (bytes, rate) on a terminal. docs/oci.md describes the\n"          \
+    "artifact, the cache and the exit codes (19-24).\n"
 
 const struct cli_cmd cli_cmd_push = {
     .name = "push",
