@@ -83,10 +83,9 @@ int cli_set_ca_file(struct cli *c, const char *val);
 int cli_set_insecure(struct cli *c, const char *val);
 int cli_set_no_cpu_check(struct cli *c, const char *val);
 #define CLI_OPTS_OCI                                                                           \
-    { "cache", KEY_CACHE, "DIR", "the cache of pulled snapshots (default $SNAPBOX_CACHE, "      \
-      "$XDG_CACHE_HOME/snapbox or ~/.cache/snapbox)", cli_set_cache },                         \
-    { "ca-file", KEY_CA_FILE, "FILE", "trust the registry CAs in FILE (PEM) instead of the "    \
-      "system's", cli_set_ca_file },                                                           \
+    { "cache", KEY_CACHE, "DIR", "keep pulled snapshots here (default: the XDG cache)",      \
+      cli_set_cache },                                                                         \
+    { "ca-file", KEY_CA_FILE, "FILE", "trust the registry CAs in FILE (PEM)", cli_set_ca_file }, \
     { "insecure", KEY_INSECURE, NULL, "allow plain HTTP and unverified TLS to any registry",   \
       cli_set_insecure }
 #define CLI_OPTS_MAX 16

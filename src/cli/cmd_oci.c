@@ -214,8 +214,8 @@ const struct cli_cmd cli_cmd_push = {
     .min_pos = 2, .max_pos = 2,
     .opts = {
         CLI_OPTS_OCI,
-        { "chunk-size", KEY_CHUNK_SIZE, "SIZE", "upload in chunks of SIZE (PATCH), e.g. 8M "
-          "(default: one PUT)", set_chunk_size },
+        { "chunk-size", KEY_CHUNK_SIZE, "SIZE", "upload in PATCH chunks of SIZE, e.g. 8M",
+          set_chunk_size },
         { "limit-rate", KEY_LIMIT_RATE, "RATE", "send at most RATE bytes per second, e.g. 10M",
           set_limit_rate },
         { "json", KEY_JSON, NULL, "print one JSON object on stdout, errors included",
