@@ -154,18 +154,19 @@ bool oci_challenge_parse(const char *s, struct oci_challenge *ch)
     return true;
 }
 
-static int set_authz(struct oci_client *cl, const char *scheme, const char *cred,
-                     struct sbx_diag *diag)
+/* "Authorization: SCHEME CRED" in a new string, or NULL. */
+static char *authz_line(const char *scheme, const char *cred)
 {
-    free(cl->authz);
     size_t n = strlen(scheme) + strlen(cred) + 32;
-    if (!(cl->authz = malloc(n)))
-        return sbx_fail(diag, SBX_E_NOMEM, "out of memory");
-    snprintf(cl->authz, n, "Authorization: %s %s", scheme, cred);
-    return 0;
+    char *line = malloc(n);
+    if (line)
+        snprintf(line, n, "Authorization: %s %s", scheme, cred);
+    return line;
 }
 
-static int basic(struct oci_client *cl, const char *what, struct sbx_diag *diag)
+/* The Basic header of the credentials, in *out. */
+static int basic_line(const struct oci_client *cl, const char *what, char **out,
+                      struct sbx_diag *diag)
 {
     if (!cl->cred_source)
         return sbx_fail(diag, SBX_E_AUTH, "%s: the registry %s wants a user name and password: "
@@ -176,9 +177,17 @@ static int basic(struct oci_client *cl, const char *what, struct sbx_diag *diag)
     int n = snprintf(plain, sizeof plain, "%s:%s", cl->user, cl->pass);
     EVP_EncodeBlock(b64, (const unsigned char *)plain, n);
     explicit_bzero(plain, sizeof plain);
-    int rc = set_authz(cl, "Basic", (const char *)b64, diag);
+    *out = authz_line("Basic", (const char *)b64);
     explicit_bzero(b64, sizeof b64);
-    return rc;
+    return *out ? 0 : sbx_fail(diag, SBX_E_NOMEM, "out of memory");
+}
+
+static void set_authz(struct oci_client *cl, char *line)
+{
+    if (cl->authz)
+        explicit_bzero(cl->authz, strlen(cl->authz));
+    free(cl->authz);
+    cl->authz = line;
 }
 
 /* GET realm?service=..&scope=.. (with the Basic credentials, if any);
@@ -210,14 +219,14 @@ static int bearer(struct oci_client *cl, const struct oci_challenge *ch, const c
     }
     snprintf(url, sizeof url, "%s%sservice=%s&scope=%s", ch->realm,
              strchr(ch->realm, '?') ? "&" : "?", svc, scp);
-    free(cl->authz);
-    cl->authz = NULL;
-    if (cl->cred_source && (rc = basic(cl, what, diag)))
+    char *creds = NULL;
+    if (cl->cred_source && (rc = basic_line(cl, what, &creds, diag)))
         goto out;
     char twhat[160];
     snprintf(twhat, sizeof twhat, "token for %.100s", cl->ref.text);
     struct oci_req q = { .method = "GET", .url = url, .body_fd = -1, .what = twhat,
-                         .max_body = OCI_MAX_TOKEN_REPLY, .no_challenge = true };
+                         .max_body = OCI_MAX_TOKEN_REPLY, .no_challenge = true,
+                         .authz = creds };
     struct oci_resp r = { 0 };
     if ((rc = oci_request(cl, &q, &r, diag)) == 0 && r.status != 200)
         rc = oci_status_fail(cl, &q, &r, diag);
@@ -228,10 +237,16 @@ static int bearer(struct oci_client *cl, const struct oci_challenge *ch, const c
     if (!rc && (!tok || !*tok || strlen(tok) > 8192 || strpbrk(tok, "\r\n")))
         rc = sbx_fail(diag, SBX_E_REGISTRY, "%s: the token service at %.200s sent no usable "
                       "token", what, ch->realm);
+    char *line = rc ? NULL : authz_line("Bearer", tok);
+    if (!rc && !line)
+        rc = sbx_fail(diag, SBX_E_NOMEM, "out of memory");
     if (!rc)
-        rc = set_authz(cl, "Bearer", tok, diag);
+        set_authz(cl, line);
     json_decref(root);
     oci_resp_free(&r);
+    if (creds)
+        explicit_bzero(creds, strlen(creds));
+    free(creds);
 out:
     curl_free(svc);
     curl_free(scp);
@@ -245,8 +260,13 @@ int oci_auth_answer(struct oci_client *cl, const char *challenge, const char *wh
     if (!oci_challenge_parse(challenge, &ch))
         return sbx_fail(diag, SBX_E_REGISTRY, "%s: cannot read the registry's challenge "
                         "'WWW-Authenticate: %.100s'", what, challenge);
-    if (!strcasecmp(ch.scheme, "Basic"))
-        return basic(cl, what, diag);
+    if (!strcasecmp(ch.scheme, "Basic")) {
+        char *line = NULL;
+        int rc = basic_line(cl, what, &line, diag);
+        if (rc == 0)
+            set_authz(cl, line);
+        return rc;
+    }
     if (!strcasecmp(ch.scheme, "Bearer"))
         return bearer(cl, &ch, what, diag);
     return sbx_fail(diag, SBX_E_AUTH, "%s: the registry wants '%.15s' authentication, which "

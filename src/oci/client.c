@@ -58,6 +58,8 @@ void oci_client_close(struct oci_client *cl)
         curl_easy_cleanup(cl->curl);
         curl_global_cleanup();
     }
+    if (cl->authz)
+        explicit_bzero(cl->authz, strlen(cl->authz));
     free(cl->authz);
     explicit_bzero(cl->pass, sizeof cl->pass);
     cl->curl = NULL;
@@ -262,8 +264,18 @@ static bool add_header(struct curl_slist **h, const char *name, const char *valu
     return true;
 }
 
-static struct curl_slist *headers_of(const struct oci_client *cl, const struct oci_req *q)
+/* Whether url is on the registry itself: the only place its authorisation goes
+ * (a Location may name another host, a storage service). */
+static bool on_registry(const struct oci_client *cl, const char *url)
 {
+    size_t n = strlen(cl->base);
+    return !strncmp(url, cl->base, n) && (url[n] == '/' || url[n] == '\0');
+}
+
+static struct curl_slist *headers_of(const struct oci_client *cl, const struct oci_req *q,
+                                     const char *url)
+{
+    const char *authz = q->authz ? q->authz : on_registry(cl, url) ? cl->authz : NULL;
     /* no "Expect: 100-continue" round trip before uploads */
     struct curl_slist *h = curl_slist_append(NULL, "Expect:");
     if (h && q->accept && !add_header(&h, "Accept", q->accept))
@@ -272,8 +284,8 @@ static struct curl_slist *headers_of(const struct oci_client *cl, const struct o
         return NULL;
     if (h && q->content_range && !add_header(&h, "Content-Range", q->content_range))
         return NULL;
-    if (h && cl->authz) { /* "Authorization: ..." as a whole: tokens may be long */
-        struct curl_slist *t = curl_slist_append(h, cl->authz);
+    if (h && authz) { /* "Authorization: ..." as a whole: tokens may be long */
+        struct curl_slist *t = curl_slist_append(h, authz);
         if (!t)
             curl_slist_free_all(h);
         h = t;
@@ -339,18 +351,21 @@ static int attempt(struct oci_client *cl, const struct oci_req *q, struct oci_re
                    struct sbx_diag *diag)
 {
     char *url = malloc(OCI_URL_MAX);
-    struct curl_slist *hdrs = headers_of(cl, q);
+    struct curl_slist *hdrs = NULL;
     struct xfer x = { .cl = cl, .req = q, .resp = resp };
     int rc = SBX_E_NOMEM;
     oci_resp_free(resp);
     *resp = (struct oci_resp){ .body.max = q->max_body };
+    if (url) {
+        url_of(cl, q->url, url, OCI_URL_MAX);
+        hdrs = headers_of(cl, q, url);
+    }
     if (!url || !hdrs) {
         sbx_fail(diag, rc, "%s: out of memory", q->what);
         goto out;
     }
     if (q->sink)
         sink_reset(q->sink);
-    url_of(cl, q->url, url, OCI_URL_MAX);
     cl->errbuf[0] = '\0';
     set_options(cl, &x, url, hdrs);
     CURLcode cc = cl->last_cc = curl_easy_perform(cl->curl);

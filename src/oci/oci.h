@@ -81,6 +81,7 @@ struct oci_req {
     const char *progress;     /* name given to the progress callback, or NULL */
     uint64_t progress_total;
     bool no_challenge;        /* a 401 is the answer (the token service itself) */
+    const char *authz;        /* "Authorization: ..." for this request (the token service) */
 };
 
 struct oci_resp {
