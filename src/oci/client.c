@@ -46,7 +46,10 @@ int oci_client_open(struct oci_client *cl, const char *ref, const struct sbx_oci
     cl->push = push;
     /* curl_global_init is not thread-safe before 7.84; Debian's is newer,
      * and the call is reference-counted. */
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(cl->curl = curl_easy_init()))
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return sbx_fail(diag, SBX_E_NOMEM, "%s: cannot start libcurl", cl->ref.text);
+    cl->curl_global = true;
+    if (!(cl->curl = curl_easy_init()))
         return sbx_fail(diag, SBX_E_NOMEM, "%s: cannot start libcurl", cl->ref.text);
     snprintf(cl->base, sizeof cl->base, "https://%s", cl->ref.host);
     return oci_auth_credentials(cl, diag);
@@ -54,10 +57,11 @@ int oci_client_open(struct oci_client *cl, const char *ref, const struct sbx_oci
 
 void oci_client_close(struct oci_client *cl)
 {
-    if (cl->curl) {
+    if (cl->curl)
         curl_easy_cleanup(cl->curl);
+    if (cl->curl_global)
         curl_global_cleanup();
-    }
+    cl->curl_global = false;
     if (cl->authz)
         explicit_bzero(cl->authz, strlen(cl->authz));
     free(cl->authz);

@@ -58,6 +58,7 @@ struct oci_client {
     struct sbx_oci_opts o; /* defaults filled */
     struct oci_ref ref;
     CURL *curl;
+    bool curl_global;             /* holds a curl_global_init reference */
     char base[OCI_HOST_MAX + 16]; /* "https://host[:port]" */
     char *authz;                  /* "Authorization: ..." once a challenge was met */
     char user[256], pass[256];
