@@ -29,6 +29,8 @@ SBX_CPPFLAGS := -D_GNU_SOURCE -Iinclude -I$(GEN) -Isrc
 SBX_CFLAGS   := $(WARN) -O2 -g -fvisibility=hidden
 HOST_CFLAGS   = $(SBX_CPPFLAGS) $(SBX_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 LIBS      := -lelf -llz4 -lxxhash -lseccomp -lpthread -lrt
+# The OCI registry client (src/oci): HTTP, SHA-256, JSON.
+LIBS      += -lcurl -lcrypto -ljansson
 CLI_LIBS  := -ljansson -lmicrohttpd
 
 # The version, from VERSION (checked by scripts/gen-version.sh), and the
@@ -40,7 +42,7 @@ SHLIB     := $(BUILD)/libsnapbox.so.$(VERSION_STRING)
 LIB_MAP   := src/libsnapbox.map
 GEN_HDRS  := $(GEN)/snapbox_version.h $(GEN)/sbx_version.h
 
-LIB_SRCS  := $(wildcard src/common/*.c src/loader/*.c src/vcpu/*.c src/snapshot/*.c)
+LIB_SRCS  := $(wildcard src/common/*.c src/loader/*.c src/vcpu/*.c src/snapshot/*.c src/oci/*.c)
 CLI_SRCS  := $(wildcard src/cli/*.c src/serve/*.c)
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 SAN_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/san/%.o)
@@ -94,7 +96,7 @@ INCLUDEDIR   ?= $(PREFIX)/include
 MANDIR       ?= $(PREFIX)/share/man
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 INSTALL      ?= install
-PUBLIC_HDRS  := include/snapbox.h include/sbx_abi.h $(GEN)/snapbox_version.h
+PUBLIC_HDRS  := include/snapbox.h include/sbx_abi.h $(GEN)/snapbox_version.h include/snapbox_oci.h
 # The guest SDK: its objects and linker script, and the headers a guest includes.
 GUEST_SDKDIR ?= $(LIBDIR)/snapbox-guest
 GUEST_SDK_HDRS := guest/lib/sbx_guest.h include/sbx_abi.h
@@ -102,7 +104,7 @@ GUEST_SDK_HDRS := guest/lib/sbx_guest.h include/sbx_abi.h
 # The goals that install missing packages first: every compile waits for
 # `deps` (order-only). Plain `make` / `make all` never run apt-get.
 DEPS_GOALS   := deps check check-install check-valgrind demo bench fuzz fuzz-replay bench-serve \
-                check-serve
+                check-serve check-oci
 DEPS_FIRST   := $(if $(filter $(DEPS_GOALS),$(MAKECMDGOALS)),deps)
 
 FUZZ_TARGETS := fuzz_elf fuzz_note fuzz_snap_header fuzz_snap_chunks fuzz_hypercall
@@ -307,20 +309,32 @@ check-api: $(BUILD)/libsnapbox.so
 	sh tests/check-api.sh $(BUILD)
 check: check-api
 
+# The CLI built with ASan and UBSan (leaks included), for the suites that
+# drive it: serve's and the registries'.
+SAN_CLI := $(BUILD)/snapbox-asan
+$(SAN_CLI): $(CLI_SRCS:%.c=$(BUILD)/san/%.o) $(SAN_OBJS)
+	@echo "  CC     $@"
+	$(Q)$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LIBS) $(CLI_LIBS)
+
 # `snapbox serve` with curl against real KVM (inside the KVM test VM, curl
 # carried in): endpoints, statuses, backpressure, SIGTERM, /metrics.
-# The server runs as snapbox-asan: the CLI built with ASan and UBSan.
-CLI_SAN_OBJS := $(CLI_SRCS:%.c=$(BUILD)/san/%.o)
-$(BUILD)/snapbox-asan: $(CLI_SAN_OBJS) $(SAN_OBJS)
-	@echo "  CC     $@"
-	$(Q)$(CC) $(SAN) $(LDFLAGS) -o $@ $(CLI_SAN_OBJS) $(SAN_OBJS) $(LIBS) $(CLI_LIBS)
-
 .PHONY: check-serve
-check-serve: all $(CRASH_SHIM) $(BUILD)/snapbox-asan
+check-serve: all $(CRASH_SHIM) $(SAN_CLI)
 	@echo "== tests/test_serve.sh"
-	SBX_SERVE_ASAN=1 KVMVM_EXTRA="$$(command -v curl) $(BUILD)/snapbox-asan" \
+	SBX_SERVE_ASAN=1 KVMVM_EXTRA="$$(command -v curl) $(SAN_CLI)" \
 	    sh tests/run-kvm.sh tests/test_serve.sh $(BUILD)
 check: check-serve
+
+# OCI registries: push and pull against docker-registry on loopback (plain
+# HTTP; TLS with a self-signed CA and htpasswd), then a snapshot pulled by
+# reference restored and called in real KVM (natively or in the test VM).
+.PHONY: check-oci
+check-oci: all $(SAN_CLI) $(BUILD)/tests/test_oci_parse
+	sh scripts/deps.sh oci
+	@echo "== $(BUILD)/tests/test_oci_parse"; $(BUILD)/tests/test_oci_parse
+	@echo "== tests/test_oci.sh"; SNAPBOX_CLI=$(SAN_CLI) sh tests/test_oci.sh $(BUILD)
+	@echo "== tests/test_oci_kvm.sh"; sh tests/test_oci_kvm.sh $(BUILD)
+check: check-oci
 
 # ---- fuzzing: libFuzzer builds (clang) and gcc replay builds of each target ----
 $(BUILD)/fuzz/seed: tests/fuzz/seed.c $(SAN_OBJS)

@@ -80,7 +80,14 @@ enum sbx_error {
     SBX_E_SNAP_CORRUPT = -19,/* a snapshot's checksum, size or offset is wrong */
     SBX_E_CPU = -20,         /* this CPU lacks what the snapshot needs */
     SBX_E_BUSY = -21,        /* the sandbox is already in a call (a host callback re-entered it) */
-    SBX_E_ERROR_MIN_ = -21
+    /* OCI registries (snapbox_oci.h) */
+    SBX_E_UNREACHABLE = -22, /* the registry cannot be reached (connect, DNS, TLS handshake) */
+    SBX_E_NET = -23,         /* a transfer broke off, timed out, or the registry kept failing (5xx, 429) */
+    SBX_E_AUTH = -24,        /* the registry refused the credentials, or none were given */
+    SBX_E_NOT_FOUND = -25,   /* no such repository, tag, manifest or blob */
+    SBX_E_DIGEST = -26,      /* downloaded bytes do not match their digest or size */
+    SBX_E_REGISTRY = -27,    /* a reply that breaks the protocol, or not a snapbox artifact */
+    SBX_E_ERROR_MIN_ = -27
 };
 
 #define SBX_DIAG_MSG_MAX 512

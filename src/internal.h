@@ -78,6 +78,25 @@ int sbx_open_regular(const char *path, uint64_t max_size, int *fd, uint64_t *siz
 int sbx_read_file(const char *path, uint64_t max_size, uint8_t **out, size_t *size,
                   struct sbx_diag *diag);
 
+/* A file written in full, then put in place atomically: an unnamed file
+ * (O_TMPFILE) in the path's directory, fsync'd, named, renamed over path,
+ * directory fsync'd. On any failure, or sbx_atomic_abort, path keeps its old
+ * content and nothing is left beside it; a process killed while writing
+ * leaves nothing either, except in the instant between naming and renaming
+ * (a complete "PATH.tmp.PID.N"). File systems without O_TMPFILE get a named
+ * temporary file instead. Write (and read back) through a->fd; begin and
+ * commit free everything on failure. */
+struct sbx_atomic {
+    int fd;
+    const char *path; /* the caller's, kept until commit or abort */
+    char *tmp;
+    size_t cap;
+    bool named;
+};
+int sbx_atomic_begin(struct sbx_atomic *a, const char *path, struct sbx_diag *diag);
+int sbx_atomic_commit(struct sbx_atomic *a, struct sbx_diag *diag);
+void sbx_atomic_abort(struct sbx_atomic *a);
+
 /* Find the snapbox version note among the notes in buf[0, len), each note
  * aligned to align (4 or 8). Returns 1 and fills *out when found, 0 when there
  * is none, SBX_E_NOTE with why[] filled when a note is malformed. */

@@ -21,6 +21,15 @@ cp "$tmp/only.c" "$tmp/only.cpp"
 $CC -std=c11 -Wall -Wextra -Werror -pedantic -Iinclude -I"$build/gen" -fsyntax-only "$tmp/only.c"
 $CXX -std=c++17 -Wall -Wextra -Werror -pedantic -Iinclude -I"$build/gen" -fsyntax-only "$tmp/only.cpp"
 echo "check-api: snapbox.h compiles alone as C11 and C++17"
+printf '#include "snapbox_oci.h"\nint oci_use(void);\nint oci_use(void) { SBX_OPTS(sbx_oci_opts, o, .insecure = true); return (int)o.sz; }\n' > "$tmp/oci.c"
+$CC -std=c11 -Wall -Wextra -Werror -pedantic -Iinclude -I"$build/gen" -fsyntax-only "$tmp/oci.c"
+printf '#include "snapbox_oci.h"\n' > "$tmp/oci.cpp"
+$CXX -std=c++17 -Wall -Wextra -Werror -pedantic -Iinclude -I"$build/gen" -fsyntax-only "$tmp/oci.cpp"
+if $CC -std=c11 -Iinclude -I"$build/gen" -E "$tmp/only.c" | grep -q 'sbx_oci'; then
+    echo "check-api: snapbox.h pulls in snapbox_oci.h" >&2
+    exit 1
+fi
+echo "check-api: snapbox_oci.h compiles alone as C11 and C++17; snapbox.h stays independent of it"
 
 if $CC -std=c11 -Iinclude -I"$build/gen" -E "$tmp/only.c" | grep -q 'sbx_abi'; then
     echo "check-api: snapbox.h pulls in the guest ABI (sbx_abi.h)" >&2

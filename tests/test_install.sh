@@ -30,7 +30,7 @@ ok() { echo "test_install: ok: $*"; }
     { cat "$W/install.log" >&2; die "make install DESTDIR=$T PREFIX=/usr failed"; }
 lib=$T/usr/lib
 for f in bin/snapbox lib/libsnapbox.a "lib/libsnapbox.so.$version" include/snapbox.h \
-         include/sbx_abi.h include/snapbox_version.h lib/pkgconfig/snapbox.pc \
+         include/sbx_abi.h include/snapbox_version.h include/snapbox_oci.h lib/pkgconfig/snapbox.pc \
          share/man/man1/snapbox.1 share/man/man3/libsnapbox.3; do
     [ -f "$T/usr/$f" ] || fail "make install did not install /usr/$f"
 done
@@ -45,13 +45,14 @@ fi
 # ---- the shared library: SONAME and exported symbols -----------------------------
 readelf -d "$lib/libsnapbox.so.$version" | grep -q "Library soname: \[libsnapbox.so.$major\]" ||
     fail "libsnapbox.so.$version has no SONAME libsnapbox.so.$major"
-sed -n 's/^SBX_API[^(]*[ *]\(sbx_[a-z0-9_]*\)(.*/\1/p' "$T/usr/include/snapbox.h" | sort > "$W/declared"
+sed -n 's/^SBX_API[^(]*[ *]\(sbx_[a-z0-9_]*\)(.*/\1/p' "$T/usr/include/snapbox.h" \
+    "$T/usr/include/snapbox_oci.h" | sort > "$W/declared"
 nm -D --defined-only "$lib/libsnapbox.so.$version" | awk '$2 == "T" { print $3 }' > "$W/exported@"
 sed 's/@.*//' "$W/exported@" | sort > "$W/exported"
 [ -s "$W/declared" ] || fail "no SBX_API function found in the installed snapbox.h"
 if ! diff "$W/declared" "$W/exported" > "$W/symdiff"; then
     cat "$W/symdiff" >&2
-    fail "the functions libsnapbox.so exports (>) differ from the SBX_API ones in snapbox.h (<)"
+    fail "the functions libsnapbox.so exports (>) differ from the SBX_API ones in snapbox.h and snapbox_oci.h (<)"
 fi
 grep -v "@@SNAPBOX_" "$W/exported@" > "$W/unversioned" &&
     { cat "$W/unversioned" >&2; fail "exported functions without a SNAPBOX_ version node"; }

@@ -28,6 +28,12 @@ enum cli_exit {
     EXIT_SNAP_FORMAT = 16,
     EXIT_SNAP_CORRUPT = 17,
     EXIT_CPU = 18,
+    EXIT_UNREACHABLE = 19,
+    EXIT_NET = 20,
+    EXIT_AUTH = 21,
+    EXIT_NOT_FOUND = 22,
+    EXIT_DIGEST = 23,
+    EXIT_REGISTRY = 24,
 };
 
 /* ---- Options: one parser (opts.c) for every subcommand's table ---------------- */
@@ -49,6 +55,7 @@ enum cli_key {
     KEY_HC, KEY_TIME, KEY_REQUESTS, KEY_NO_SECCOMP, KEY_WARM, KEY_STACK, KEY_XCHG,
     KEY_LISTEN, KEY_LISTEN_ANY, KEY_POOL, KEY_WORKERS, KEY_QUEUE, KEY_STRATEGY, KEY_MAX_BODY,
     KEY_TOKEN_FILE,
+    KEY_CACHE, KEY_CA_FILE, KEY_INSECURE, KEY_CHUNK_SIZE, KEY_LIMIT_RATE, KEY_NO_CPU_CHECK,
 };
 
 /* The options of every command that loads a guest or a snapshot (opts.c). */
@@ -72,7 +79,18 @@ int cli_set_require_note(struct cli *c, const char *val);
     { "relaxed", KEY_RELAXED, NULL, "the same as --policy relaxed", cli_set_relaxed },         \
     { "require-note", KEY_REQUIRE_NOTE, NULL, "refuse a guest without a version note",          \
       cli_set_require_note }
-#define CLI_OPTS_MAX 16
+/* Registry options (cmd_oci.c) of push, pull and every command that takes oci://REF. */
+int cli_set_cache(struct cli *c, const char *val);
+int cli_set_ca_file(struct cli *c, const char *val);
+int cli_set_insecure(struct cli *c, const char *val);
+int cli_set_no_cpu_check(struct cli *c, const char *val);
+#define CLI_OPTS_OCI                                                                           \
+    { "cache", KEY_CACHE, "DIR", "keep pulled snapshots here (default: the XDG cache)",      \
+      cli_set_cache },                                                                         \
+    { "ca-file", KEY_CA_FILE, "FILE", "trust the registry CAs in FILE (PEM)", cli_set_ca_file }, \
+    { "insecure", KEY_INSECURE, NULL, "allow plain HTTP and unverified TLS to any registry",   \
+      cli_set_insecure }
+#define CLI_OPTS_MAX 20
 
 struct cli_cmd {
     const char *name;
@@ -101,13 +119,16 @@ struct cli {
     bool listen_any;
     long pool, workers, queue;
     uint64_t max_body;
+    const char *cache_dir, *ca_file; /* registries: --cache, --ca-file */
+    bool insecure, no_cpu_check;
+    uint64_t chunk_size, limit_rate;  /* push: --chunk-size, --limit-rate */
     char **pos; /* the positional arguments, options removed */
     int npos;
 };
 
 extern const struct cli_cmd cli_cmd_inspect, cli_cmd_run, cli_cmd_create, cli_cmd_info,
     cli_cmd_verify, cli_cmd_call;
-extern const struct cli_cmd cli_cmd_serve;
+extern const struct cli_cmd cli_cmd_serve, cli_cmd_push, cli_cmd_pull;
 
 /* Parse argv (argv[0] is the command name) by c->cmd's table: 0, or the exit
  * code (EXIT_USAGE after a message). --help sets c->help after printing. */
@@ -177,6 +198,14 @@ int cli_describe_snapshot(const struct cli *c, const char *path, bool full,
 /* Open a snapshot to restore it: the whole file, refused unless c's policy accepts it. */
 int cli_open_snapshot(const struct cli *c, const char *path, struct sbx_snapshot **out,
                       struct sbx_diag *diag);
+
+/* Where a command reads a snapshot named arg (cmd_oci.c): a plain path is
+ * copied to path; "oci://REF" is pulled header-first into the verified cache
+ * under c's policy and registry options (--cache, --ca-file, --insecure),
+ * with progress on a terminal, and path names the cached file. 0, or an
+ * sbx_error with diag filled (report it with cli_report). */
+int cli_snapshot_source(const struct cli *c, const char *arg, char *path, size_t n,
+                        struct sbx_diag *diag);
 
 double cli_now_ms(void);
 

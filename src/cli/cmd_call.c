@@ -230,7 +230,7 @@ static int set_requests(struct cli *c, const char *val)
 
 const struct cli_cmd cli_cmd_call = {
     .name = "call",
-    .synopsis = "FILE.snap FUNC [ARG...]",
+    .synopsis = "FILE.snap|oci://REF FUNC [ARG...]",
     .summary = "restore the snapshot in KVM and call FUNC (arguments by its stored signature)",
     .details = "The snapshot must be accepted under the version policy (else exit 5).\n"
                "Arguments: i32 i64 u64 f64 as numbers, bool as true/false, str as is, bytes in\n"
@@ -249,6 +249,7 @@ const struct cli_cmd cli_cmd_call = {
         { "no-seccomp", KEY_NO_SECCOMP, NULL, "with --requests: do not confine the serving "
           "process with the seccomp filter (docs/security.md)", cli_set_no_seccomp },
         CLI_OPTS_COMMON,
+        CLI_OPTS_OCI,
     },
     .run = call,
 };

@@ -194,7 +194,7 @@ static int serve(struct cli *c)
 
 const struct cli_cmd cli_cmd_serve = {
     .name = "serve",
-    .synopsis = "NAME=FILE.snap...",
+    .synopsis = "NAME=FILE.snap|oci://REF...",
     .summary = "serve calls to the snapshots' functions over HTTP (docs/serve.md)",
     .details = "POST /v1/NAME/FUNC with a JSON array of arguments answers {\"result\": ...};\n"
                "GET /v1/NAME lists the functions, GET /healthz, GET /metrics (Prometheus).\n"
@@ -225,6 +225,7 @@ const struct cli_cmd cli_cmd_serve = {
         { "no-seccomp", KEY_NO_SECCOMP, NULL, "do not confine the worker threads with the "
           "seccomp filter (docs/security.md)", cli_set_no_seccomp },
         CLI_OPTS_COMMON,
+        CLI_OPTS_OCI,
     },
     .run = serve,
 };

@@ -264,14 +264,14 @@ const struct cli_cmd cli_cmd_create = {
 
 const struct cli_cmd cli_cmd_info = {
     .name = "info",
-    .synopsis = "FILE.snap",
+    .synopsis = "FILE.snap|oci://REF",
     .summary = "versions, sizes, compression, functions and the verdict, from the header (no KVM)",
     .details = "Describes a snapshot of any snapbox version whose format this build reads, and\n"
                "says whether `call` would accept it under the policy (\"verdict: accepted under\n"
                "policy exact\" or \"verdict: rejected under policy exact: REASON\"); exits 0\n"
                "either way. Under --json, \"verdict\" and \"reason\" carry the same.\n",
     .min_pos = 1, .max_pos = 1,
-    .opts = { CLI_OPTS_COMMON },
+    .opts = { CLI_OPTS_COMMON, CLI_OPTS_OCI },
     .run = info,
 };
 
@@ -283,6 +283,6 @@ const struct cli_cmd cli_cmd_verify = {
                "line of `snapbox info`; non-zero only when the file is damaged or unreadable\n"
                "(16 not a snapshot or another format, 17 corrupt, 3 I/O, 14 over a limit).\n",
     .min_pos = 1, .max_pos = 1,
-    .opts = { CLI_OPTS_COMMON },
+    .opts = { CLI_OPTS_COMMON, CLI_OPTS_OCI },
     .run = verify,
 };

@@ -6,7 +6,7 @@
 
 static const struct cli_cmd *const commands[] = {
     &cli_cmd_inspect, &cli_cmd_run, &cli_cmd_create, &cli_cmd_info, &cli_cmd_verify, &cli_cmd_call,
-    &cli_cmd_serve,
+    &cli_cmd_serve, &cli_cmd_push, &cli_cmd_pull,
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
@@ -27,7 +27,9 @@ static const char overview_tail[] =
     "  8 KVM failure   9 guest aborted     10 guest fault     11 timeout\n"
     "  12 guest broke the ABI   13 no such function or bad arguments\n"
     "  14 limit exceeded        15 host function failed\n"
-    "  16 not a snapshot / another format   17 corrupt snapshot   18 CPU lacks features\n";
+    "  16 not a snapshot / another format   17 corrupt snapshot   18 CPU lacks features\n"
+    "  registries (push, pull, oci://): 19 unreachable   20 transfer failed\n"
+    "  21 authentication failed   22 not found   23 digest mismatch   24 bad registry reply\n";
 
 static void print_overview(FILE *f)
 {
@@ -64,6 +66,12 @@ static const struct { int code, exit; const char *name; } errors[] = {
     { SBX_E_SNAP_CORRUPT, EXIT_SNAP_CORRUPT, "SBX_E_SNAP_CORRUPT" },
     { SBX_E_CPU, EXIT_CPU, "SBX_E_CPU" },
     { SBX_E_BUSY, EXIT_USAGE, "SBX_E_BUSY" },
+    { SBX_E_UNREACHABLE, EXIT_UNREACHABLE, "SBX_E_UNREACHABLE" },
+    { SBX_E_NET, EXIT_NET, "SBX_E_NET" },
+    { SBX_E_AUTH, EXIT_AUTH, "SBX_E_AUTH" },
+    { SBX_E_NOT_FOUND, EXIT_NOT_FOUND, "SBX_E_NOT_FOUND" },
+    { SBX_E_DIGEST, EXIT_DIGEST, "SBX_E_DIGEST" },
+    { SBX_E_REGISTRY, EXIT_REGISTRY, "SBX_E_REGISTRY" },
 };
 
 int cli_exit_code(int err)

@@ -3,6 +3,7 @@
  * sbx_config and offers the CLI's host functions, so a change in the shape
  * of those (a size field, host functions registered by a call) is made here. */
 #include "cli.h"
+#include "snapbox_oci.h"
 
 /* Host functions the CLI offers every guest (the demo guest calls them). */
 static int host_add(void *ctx, const struct sbx_value *args, size_t nargs, struct sbx_value *ret)
@@ -78,8 +79,15 @@ int cli_describe_snapshot(const struct cli *c, const char *path, bool full,
                           struct sbx_diag *diag)
 {
     SBX_OPTS(sbx_snapshot_open_opts, opts, .policy = SBX_VERSION_ABI);
-    int rc = full ? sbx_snapshot_open(path, &opts, out, diag)
-                  : sbx_snapshot_open_header(path, &opts, out, diag);
+    /* oci://: fetched as leniently as a file is opened; the verdict is below */
+    struct cli lenient = *c;
+    lenient.policy = SBX_VERSION_ABI, lenient.require_note = false, lenient.no_cpu_check = true;
+    char src[SBX_OCI_PATH_MAX];
+    int rc = cli_snapshot_source(&lenient, path, src, sizeof src, diag);
+    if (rc)
+        return rc;
+    rc = full ? sbx_snapshot_open(src, &opts, out, diag)
+              : sbx_snapshot_open_header(src, &opts, out, diag);
     if (rc == 0)
         sbx_snapshot_check_compat(*out, c->policy, c->require_note, verdict);
     return rc;
@@ -89,7 +97,11 @@ int cli_open_snapshot(const struct cli *c, const char *path, struct sbx_snapshot
                       struct sbx_diag *diag)
 {
     SBX_OPTS(sbx_snapshot_open_opts, opts, .policy = c->policy);
-    int rc = sbx_snapshot_open(path, &opts, out, diag);
+    char src[SBX_OCI_PATH_MAX];
+    int rc = cli_snapshot_source(c, path, src, sizeof src, diag);
+    if (rc)
+        return rc;
+    rc = sbx_snapshot_open(src, &opts, out, diag);
     if (rc == 0)
         rc = sbx_snapshot_check_compat(*out, c->policy, c->require_note, diag);
     if (rc) {

@@ -29,6 +29,12 @@ const char *sbx_strerror(int code)
     case SBX_E_SNAP_CORRUPT: return "corrupt snapshot";
     case SBX_E_CPU: return "CPU lacks features the snapshot needs";
     case SBX_E_BUSY: return "sandbox is already in a call";
+    case SBX_E_UNREACHABLE: return "registry unreachable";
+    case SBX_E_NET: return "network transfer failed";
+    case SBX_E_AUTH: return "registry authentication failed";
+    case SBX_E_NOT_FOUND: return "not found in the registry";
+    case SBX_E_DIGEST: return "digest mismatch";
+    case SBX_E_REGISTRY: return "bad registry reply or not a snapbox artifact";
     default: return "unknown error";
     }
 }

@@ -2,6 +2,8 @@
  * the one checked way to open an untrusted input file. */
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -100,4 +102,106 @@ int sbx_read_file(const char *path, uint64_t max_size, uint8_t **out, size_t *si
 out:
     close(fd);
     return rc;
+}
+
+static void sync_dir_of(const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy)
+        return;
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    free(copy);
+}
+
+/* An unnamed file in path's directory (O_TMPFILE): killed while writing, the
+ * process leaves nothing behind. -1 where the file system lacks O_TMPFILE. */
+static int open_unnamed(const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy)
+        return -1;
+    int fd = open(dirname(copy), O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
+    free(copy);
+    return fd;
+}
+
+/* Give the finished unnamed file the name a->tmp (unique beside the path). */
+static int link_unnamed(struct sbx_atomic *a, struct sbx_diag *diag)
+{
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", a->fd);
+    for (unsigned i = 0; i < 100; i++) {
+        snprintf(a->tmp, a->cap, "%s.tmp.%ld.%u", a->path, (long)getpid(), i);
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, a->tmp, AT_SYMLINK_FOLLOW) == 0) {
+            a->named = true;
+            return 0;
+        }
+        if (errno != EEXIST)
+            break;
+    }
+    return sbx_fail(diag, SBX_E_IO, "%s: cannot name the written file: %s", a->path,
+                    strerror(errno));
+}
+
+int sbx_atomic_begin(struct sbx_atomic *a, const char *path, struct sbx_diag *diag)
+{
+    *a = (struct sbx_atomic){ .fd = -1, .path = path, .cap = strlen(path) + 48 };
+    if (!(a->tmp = malloc(a->cap)))
+        return sbx_fail(diag, SBX_E_NOMEM, "%s: out of memory", path);
+    if ((a->fd = open_unnamed(path)) < 0) { /* no O_TMPFILE: a named file, removed on failure */
+        snprintf(a->tmp, a->cap, "%s.tmp.XXXXXX", path);
+        if ((a->fd = mkstemp(a->tmp)) < 0) {
+            int rc = sbx_fail(diag, SBX_E_IO, "%s: cannot create a temporary file beside it: %s",
+                              path, strerror(errno));
+            sbx_atomic_abort(a);
+            return rc;
+        }
+        a->named = true;
+    }
+    /* mkstemp and O_TMPFILE honour different modes; the result is as readable
+     * as other build outputs. */
+    if (fchmod(a->fd, 0644) < 0) {
+        int rc = sbx_fail(diag, SBX_E_IO, "%s: cannot set the mode: %s", path, strerror(errno));
+        sbx_atomic_abort(a);
+        return rc;
+    }
+    return 0;
+}
+
+int sbx_atomic_commit(struct sbx_atomic *a, struct sbx_diag *diag)
+{
+    int rc = 0;
+    if (fsync(a->fd) < 0)
+        rc = sbx_fail(diag, SBX_E_IO, "%s: writing failed: %s", a->path, strerror(errno));
+    if (rc == 0 && !a->named)
+        rc = link_unnamed(a, diag);
+    /* Renamed before the close, so a kill between naming and renaming has
+     * one step to land in. The data is already fsync'd: close cannot lose it. */
+    if (rc == 0 && rename(a->tmp, a->path) < 0)
+        rc = sbx_fail(diag, SBX_E_IO, "%s: cannot put the file in place: %s", a->path,
+                      strerror(errno));
+    if (rc) {
+        sbx_atomic_abort(a);
+        return rc;
+    }
+    close(a->fd);
+    free(a->tmp);
+    a->fd = -1;
+    a->tmp = NULL;
+    sync_dir_of(a->path);
+    return 0;
+}
+
+void sbx_atomic_abort(struct sbx_atomic *a)
+{
+    if (a->fd >= 0)
+        close(a->fd);
+    if (a->named)
+        unlink(a->tmp);
+    free(a->tmp);
+    *a = (struct sbx_atomic){ .fd = -1 };
 }

@@ -10,96 +10,21 @@
 
 #include "snapshot.h"
 
-static void sync_dir_of(const char *path)
-{
-    char *copy = strdup(path);
-    if (!copy)
-        return;
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(copy);
-}
-
-/* Write the image to fd and make it durable. */
-static int write_durably(const struct sbx_snapshot *snap, int fd, const char *path,
-                         struct sbx_diag *diag)
-{
-    /* mkstemp and O_TMPFILE honour different modes; a snapshot is as readable
-     * as other build outputs. */
-    if (fchmod(fd, 0644) < 0 || sbx_write_all(fd, snap->image, snap->size) < 0 || fsync(fd) < 0)
-        return sbx_fail(diag, SBX_E_IO, "%s: writing %zu bytes failed: %s", path, snap->size,
-                        strerror(errno));
-    return 0;
-}
-
-/* An unnamed file in path's directory (O_TMPFILE): killed while writing, the
- * process leaves nothing behind. -1 where the file system lacks O_TMPFILE. */
-static int open_unnamed(const char *path)
-{
-    char *copy = strdup(path);
-    if (!copy)
-        return -1;
-    int fd = open(dirname(copy), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
-    free(copy);
-    return fd;
-}
-
-/* Give the finished unnamed file fd the name tmp (unique beside path). */
-static int link_unnamed(int fd, const char *path, char *tmp, size_t cap, struct sbx_diag *diag)
-{
-    char proc[64];
-    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-    for (unsigned i = 0; i < 100; i++) {
-        snprintf(tmp, cap, "%s.tmp.%ld.%u", path, (long)getpid(), i);
-        if (linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) == 0)
-            return 0;
-        if (errno != EEXIST)
-            break;
-    }
-    return sbx_fail(diag, SBX_E_IO, "%s: cannot name the written file: %s", path, strerror(errno));
-}
-
 int sbx_snapshot_write(const struct sbx_snapshot *snap, const char *path, struct sbx_diag *diag)
 {
     if (!snap || !path || !snap->complete)
         return sbx_fail(diag, SBX_E_INVAL, "sbx_snapshot_write: a complete snapshot and a path are required");
-    size_t cap = strlen(path) + 48;
-    char *tmp = malloc(cap);
-    if (!tmp)
-        return sbx_fail(diag, SBX_E_NOMEM, "%s: out of memory", path);
-    int rc = SBX_E_IO;
-    bool named = false;
-    int fd = open_unnamed(path);
-    if (fd >= 0) {
-        rc = write_durably(snap, fd, path, diag);
-        if (rc == 0 && (rc = link_unnamed(fd, path, tmp, cap, diag)) == 0)
-            named = true;
-    } else { /* no O_TMPFILE here: a named temporary file, removed on failure */
-        snprintf(tmp, cap, "%s.tmp.XXXXXX", path);
-        if ((fd = mkstemp(tmp)) < 0) {
-            sbx_fail(diag, rc, "%s: cannot create a temporary file beside it: %s", path,
-                     strerror(errno));
-            goto out_free;
-        }
-        named = true;
-        rc = write_durably(snap, fd, path, diag);
-    }
-    /* Renamed before the close, so a kill between naming and renaming has
-     * one step to land in. The data is already fsync'd: close cannot lose it. */
-    if (rc == 0 && rename(tmp, path) < 0)
-        rc = sbx_fail(diag, SBX_E_IO, "%s: cannot put the snapshot in place: %s", path,
+    struct sbx_atomic a;
+    int rc = sbx_atomic_begin(&a, path, diag);
+    if (rc)
+        return rc;
+    if (sbx_write_all(a.fd, snap->image, snap->size) < 0) {
+        rc = sbx_fail(diag, SBX_E_IO, "%s: writing %zu bytes failed: %s", path, snap->size,
                       strerror(errno));
-    close(fd);
-    if (rc == 0)
-        sync_dir_of(path);
-    else if (named)
-        unlink(tmp);
-out_free:
-    free(tmp);
-    return rc;
+        sbx_atomic_abort(&a);
+        return rc;
+    }
+    return sbx_atomic_commit(&a, diag);
 }
 
 /* Half of physical memory: a hostile header cannot make a restore ask for
@@ -354,19 +279,38 @@ void sbx_snapshot_free(struct sbx_snapshot *snap)
     free(snap);
 }
 
-static int check_layout(const struct sbx_snapshot *snap, struct sbx_diag *diag)
+void sbx_snap_facts_of(const struct sbx_snap_meta *m, struct sbx_snap_facts *f)
 {
-    const struct sbx_snap_header *h = snap->hdr;
-    if (h->prefix.format != SBX_SNAP_FORMAT)
+    const struct sbx_snap_header *h = &m->h;
+    *f = (struct sbx_snap_facts){ .format = h->prefix.format, .layout_abi = h->layout_abi,
+                                  .writer = sbx_snap_version(&h->writer),
+                                  .guest = sbx_snap_version(&h->guest),
+                                  .guest_has_note = h->guest_has_note != 0,
+                                  .xcr0 = sbx_vcpu_xcr0(&m->vcpu) };
+    memcpy(f->cpu_vendor, h->cpu_vendor, sizeof f->cpu_vendor);
+    memcpy(f->cpuid_features, h->cpuid_features, sizeof f->cpuid_features);
+}
+
+int sbx_snap_judge(const struct sbx_snap_facts *f, enum sbx_version_policy policy,
+                   bool require_note, const char *what, struct sbx_diag *diag)
+{
+    if (f->format != SBX_SNAP_FORMAT)
         return sbx_fail(diag, SBX_E_SNAP_FORMAT, "%s: snapshot format %u; this build reads "
-                        "format %u: recreate the snapshot (snapbox create)", snap->path,
-                        h->prefix.format, SBX_SNAP_FORMAT);
-    if (h->layout_abi != SBX_ABI_VERSION)
+                        "format %u: recreate the snapshot (snapbox create)", what, f->format,
+                        SBX_SNAP_FORMAT);
+    if (f->layout_abi != SBX_ABI_VERSION)
         return sbx_fail(diag, SBX_E_SNAP_FORMAT, "%s: memory layout abi %u (written by snapbox "
                         "%s); this build uses abi %u: recreate the snapshot (snapbox create) "
-                        "with a guest built for this snapbox", snap->path, h->layout_abi,
-                        h->writer.string, SBX_ABI_VERSION);
-    return 0;
+                        "with a guest built for this snapbox", what, f->layout_abi,
+                        f->writer.string, SBX_ABI_VERSION);
+    if (!f->guest_has_note)
+        return require_note ? sbx_fail(diag, SBX_E_NO_NOTE, "%s: the snapshot's guest has no "
+                                       "snapbox version note, and one is required: recreate "
+                                       "the snapshot (snapbox create) with a guest built for "
+                                       "this snapbox", what) : 0;
+    struct sbx_version host;
+    sbx_host_version(&host);
+    return sbx_version_verdict(&host, &f->guest, policy, SBX_VERSION_OF_SNAPSHOT, what, diag);
 }
 
 int sbx_snapshot_check_compat(const struct sbx_snapshot *snap, enum sbx_version_policy policy,
@@ -374,16 +318,7 @@ int sbx_snapshot_check_compat(const struct sbx_snapshot *snap, enum sbx_version_
 {
     if (!snap)
         return sbx_fail(diag, SBX_E_INVAL, "sbx_snapshot_check_compat: snapshot is required");
-    int rc = check_layout(snap, diag);
-    if (rc)
-        return rc;
-    const struct sbx_snap_header *h = snap->hdr;
-    if (!h->guest_has_note)
-        return require_note ? sbx_fail(diag, SBX_E_NO_NOTE, "%s: the snapshot's guest has no "
-                                       "snapbox version note, and one is required: recreate "
-                                       "the snapshot (snapbox create) with a guest built for "
-                                       "this snapbox", snap->path) : 0;
-    struct sbx_version host, guest = sbx_snap_version(&h->guest);
-    sbx_host_version(&host);
-    return sbx_version_verdict(&host, &guest, policy, SBX_VERSION_OF_SNAPSHOT, snap->path, diag);
+    struct sbx_snap_facts f;
+    sbx_snap_facts_of(snap->meta, &f);
+    return sbx_snap_judge(&f, policy, require_note, snap->path, diag);
 }

@@ -6,35 +6,42 @@
 
 static const char *feature_word[] = { "CPUID.1:ECX", "CPUID.1:EDX", "CPUID.7:EBX", "CPUID.7:ECX" };
 
-/* The guest saw m's CPUID; every feature it may have used and every XSAVE
- * component it enabled must exist here, or it would fault after the restore. */
-int sbx_snap_check_cpu(const struct sbx_snap_meta *m, const char *path, const struct sbx_vm *vm,
-                       struct sbx_diag *diag)
+/* The guest saw the snapshot's CPUID; every feature it may have used and
+ * every XSAVE component it enabled must exist here, or it would fault after
+ * the restore. */
+int sbx_snap_judge_cpu(const struct sbx_snap_facts *f, const struct sbx_cpu_facts *cpu,
+                       const char *path, struct sbx_diag *diag)
 {
-    const struct sbx_snap_header *h = &m->h;
-    struct sbx_cpu_facts cpu;
-    int rc = sbx_vm_cpu_facts(vm, &cpu, diag);
-    if (rc)
-        return rc;
-    if (memcmp(h->cpu_vendor, cpu.vendor, sizeof cpu.vendor) != 0)
+    if (memcmp(f->cpu_vendor, cpu->vendor, sizeof cpu->vendor) != 0)
         return sbx_fail(diag, SBX_E_CPU, "%s: the snapshot was taken on a %.12s CPU, this CPU is "
-                        "%.12s", path, h->cpu_vendor, cpu.vendor);
+                        "%.12s", path, f->cpu_vendor, cpu->vendor);
     /* Bits the CPU sets from the guest's own control registers, not features:
      * OSXSAVE (CR4.OSXSAVE) and OSPKE (CR4.PKE). */
     static const uint32_t os_bits[4] = { 1u << 27, 0, 0, 1u << 4 };
     for (int i = 0; i < 4; i++) {
-        uint32_t missing = h->cpuid_features[i] & ~os_bits[i] & ~cpu.features[i];
+        uint32_t missing = f->cpuid_features[i] & ~os_bits[i] & ~cpu->features[i];
         if (missing)
             return sbx_fail(diag, SBX_E_CPU, "%s: this CPU lacks features the snapshot was taken "
                             "with: %s bits 0x%08x (snapshot CPU %.12s, this CPU %.12s)",
-                            path, feature_word[i], missing, h->cpu_vendor, cpu.vendor);
+                            path, feature_word[i], missing, f->cpu_vendor, cpu->vendor);
     }
-    uint64_t xcr0 = sbx_vcpu_xcr0(&m->vcpu);
-    if (xcr0 & ~cpu.xcr0_supported)
+    if (f->xcr0 & ~cpu->xcr0_supported)
         return sbx_fail(diag, SBX_E_CPU, "%s: snapshot XCR0 0x%llx has state components this CPU "
-                        "lacks (supports 0x%llx)", path, (unsigned long long)xcr0,
-                        (unsigned long long)cpu.xcr0_supported);
+                        "lacks (supports 0x%llx)", path, (unsigned long long)f->xcr0,
+                        (unsigned long long)cpu->xcr0_supported);
     return 0;
+}
+
+int sbx_snap_check_cpu(const struct sbx_snap_meta *m, const char *path, const struct sbx_vm *vm,
+                       struct sbx_diag *diag)
+{
+    struct sbx_cpu_facts cpu;
+    int rc = sbx_vm_cpu_facts(vm, &cpu, diag);
+    if (rc)
+        return rc;
+    struct sbx_snap_facts f;
+    sbx_snap_facts_of(m, &f);
+    return sbx_snap_judge_cpu(&f, &cpu, path, diag);
 }
 
 int sbx_snap_apply_header(struct sbx_sandbox *s, const struct sbx_snap_meta *m,

@@ -125,6 +125,25 @@ int sbx_vcpu_record_get(uint32_t type, const uint8_t *p, uint64_t len, struct sb
 /* The guest's XCR0 (1, x87 only, when it has none). */
 uint64_t sbx_vcpu_xcr0(const struct sbx_vcpu_state *st);
 
+/* The facts the compatibility rules judge, from a header here or from an
+ * OCI config over the network (src/oci): the one home of those rules. */
+struct sbx_snap_facts {
+    uint32_t format, layout_abi;
+    struct sbx_version writer, guest; /* guest: valid if guest_has_note */
+    bool guest_has_note;
+    char cpu_vendor[12];
+    uint32_t cpuid_features[4]; /* leaf 1 ECX, EDX; leaf 7 EBX, ECX */
+    uint64_t xcr0;
+};
+/* file.c */
+void sbx_snap_facts_of(const struct sbx_snap_meta *m, struct sbx_snap_facts *f);
+/* What sbx_snapshot_check_compat decides, for what (a path or a reference). */
+int sbx_snap_judge(const struct sbx_snap_facts *f, enum sbx_version_policy policy,
+                   bool require_note, const char *what, struct sbx_diag *diag);
+/* restore.c: SBX_E_CPU unless cpu has what f's snapshot needs. */
+int sbx_snap_judge_cpu(const struct sbx_snap_facts *f, const struct sbx_cpu_facts *cpu,
+                       const char *path, struct sbx_diag *diag);
+
 /* restore.c: shared by restore from a file and from a template. */
 int sbx_snap_check_cpu(const struct sbx_snap_meta *m, const char *path, const struct sbx_vm *vm,
                        struct sbx_diag *diag);

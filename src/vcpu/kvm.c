@@ -51,8 +51,13 @@ static const struct kvm_cpuid_entry2 *cpuid_leaf(const struct kvm_cpuid2 *c, uin
 
 int sbx_vm_cpu_facts(const struct sbx_vm *vm, struct sbx_cpu_facts *out, struct sbx_diag *diag)
 {
+    return sbx_kvm_cpu_facts(vm->kvm_fd, out, diag);
+}
+
+int sbx_kvm_cpu_facts(int kvm_fd, struct sbx_cpu_facts *out, struct sbx_diag *diag)
+{
     struct kvm_cpuid2 *cpuid = NULL;
-    int rc = sbx_cpuid_supported(vm->kvm_fd, &cpuid, diag);
+    int rc = sbx_cpuid_supported(kvm_fd, &cpuid, diag);
     if (rc)
         return rc;
     static const struct kvm_cpuid_entry2 none;

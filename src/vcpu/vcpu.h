@@ -204,6 +204,8 @@ bool sbx_pool_take(struct sbx_pool *p, uint64_t mem_size, struct sbx_vm *vm);
 
 /* kvm.c */
 int sbx_vm_cpu_facts(const struct sbx_vm *vm, struct sbx_cpu_facts *out, struct sbx_diag *diag);
+/* The same from an open /dev/kvm, without a VM. */
+int sbx_kvm_cpu_facts(int kvm_fd, struct sbx_cpu_facts *out, struct sbx_diag *diag);
 int sbx_vm_create(struct sbx_vm *vm, uint64_t mem_size, const struct sbx_vm_opts *o,
                   struct sbx_diag *diag);
 /* Replace the VM's memory, in place, with a private mapping of memfd. */
