@@ -3,7 +3,7 @@
 # snapbox guests (inside the KVM test VM: tests/test_oci_kvm.sh carries the
 # programs in): a registry on loopback, a snapshot made here in KVM, pushed,
 # then restored and called by reference (oci://), from a pulled file, and
-# from a skopeo copy in another repository. Exits non-zero on any failure.
+# from a skopeo copy in another repository, and served by reference. Exits non-zero on any failure.
 set -u
 guests=$1 cli=$2 reg=$3 skopeo=$4
 export TMPDIR=${TMPDIR:-/tmp} HOME=${HOME:-/tmp}
@@ -46,5 +46,20 @@ out=$("$cli" call "$work/pulled.snap" add 40 2) && [ "$out" = 42 ] && ok "call o
     "docker://$R/snap/demo:v1" "docker://$R/copied/demo:c1" >/dev/null && ok "skopeo copy" || fail "skopeo copy"
 out=$("$cli" call "oci://$R/copied/demo:c1" add 1 1 --cache "$work/cache2") && [ "$out" = 2 ] &&
     ok "call of the skopeo copy by reference: $out" || fail "call of the skopeo copy gave '$out'"
+# serve by reference: the snapshot comes from the registry (the cache by now)
+"$cli" serve "demo=oci://$R/snap/demo:v1" --listen 127.0.0.1:0 > "$work/serve.out" 2>&1 &
+spid=$!
+sport=
+i=0
+while [ -z "$sport" ] && [ "$i" -lt 150 ] && kill -0 "$spid" 2>/dev/null; do
+    sleep 0.2
+    i=$((i + 1))
+    sport=$(sed -n 's/.*listening on .* (port \([0-9]*\)).*/\1/p' "$work/serve.out")
+done
+out=$(wget -q -O - --post-data '[20, 22]' "http://127.0.0.1:$sport/v1/demo/add" 2>&1)
+[ "$out" = '{"result":42}' ] && ok "serve demo=oci://$R/snap/demo:v1: POST add [20, 22] = $out" ||
+    fail "serve by reference answered '$out': $(cat "$work/serve.out")"
+kill -TERM "$spid" 2>/dev/null
+wait "$spid" && ok "serve exited 0 on SIGTERM" || fail "serve did not exit 0 on SIGTERM"
 [ "$failed" = 0 ] && echo "oci-kvm: all passed"
 exit "$failed"
