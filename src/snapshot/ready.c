@@ -23,7 +23,8 @@ struct sbx_list {
 
 struct sbx_ready_pool {
     pthread_mutex_t lock;
-    pthread_cond_t changed; /* any list or count changed, or stop */
+    pthread_cond_t changed; /* for takers and waiters: a sandbox became ready or went away */
+    pthread_cond_t work;    /* for the pool's thread: a released sandbox, a refill, or stop */
     pthread_t thread;
     bool thread_started, stop;
     const struct sbx_template *t; /* held */
@@ -132,6 +133,10 @@ static void record_ws(struct sbx_ready_pool *p, struct sbx_sandbox *s)
     free(touched);
 }
 
+/* The pool's size counts its sandboxes wherever they are: ready, taken,
+ * queued for a reset, being reset or made. */
+static bool needs_refill(const struct sbx_ready_pool *p) { return p->alive < p->o.target; }
+
 /* Reset a released sandbox and make it ready, or destroy it if the reset
  * fails (the pool's thread makes a replacement). The caller counted it in
  * p->resetting. */
@@ -153,16 +158,14 @@ static int reset_one(struct sbx_ready_pool *p, struct sbx_sandbox *s, struct sbx
     p->st.retired += surplus;
     if (rc || surplus)
         p->alive--;
+    if (rc && needs_refill(p))
+        pthread_cond_signal(&p->work);
     pthread_cond_broadcast(&p->changed);
     pthread_mutex_unlock(&p->lock);
     if (rc || surplus)
         sbx_sandbox_destroy(s);
     return rc;
 }
-
-/* The pool's size counts its sandboxes wherever they are: ready, taken,
- * queued for a reset, being reset or made. */
-static bool needs_refill(const struct sbx_ready_pool *p) { return p->alive < p->o.target; }
 
 static struct timespec after_ms(uint32_t ms)
 {
@@ -193,7 +196,7 @@ static void refill_one(struct sbx_ready_pool *p)
         sbx_sandbox_destroy(s);
         pthread_mutex_lock(&p->lock);
         struct timespec backoff = after_ms(100);
-        pthread_cond_timedwait(&p->changed, &p->lock, &backoff);
+        pthread_cond_timedwait(&p->work, &p->lock, &backoff);
     }
     pthread_cond_broadcast(&p->changed);
 }
@@ -212,7 +215,7 @@ static void *pool_thread(void *arg)
         } else if (needs_refill(p)) {
             refill_one(p);
         } else {
-            pthread_cond_wait(&p->changed, &p->lock);
+            pthread_cond_wait(&p->work, &p->lock);
         }
     }
     pthread_mutex_unlock(&p->lock);
@@ -227,6 +230,7 @@ static int pool_init(struct sbx_ready_pool *p, const struct sbx_template *t,
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->changed, &ca);
+    pthread_cond_init(&p->work, &ca);
     pthread_condattr_destroy(&ca);
     sbx_template_hold(t);
     p->t = t;
@@ -316,20 +320,20 @@ int sbx_ready_pool_take(struct sbx_ready_pool *p, uint32_t timeout_ms, struct sb
     pthread_mutex_lock(&p->lock);
     int rc = take_locked(p, timeout_ms, out, &make);
     if (rc == 0)
-        p->taken++, p->alive += make;
-    pthread_cond_broadcast(&p->changed); /* the thread may refill what was taken */
+        p->taken++, p->alive += make, p->st.takes += !make;
     pthread_mutex_unlock(&p->lock);
     if (rc)
         return sbx_fail(diag, rc, "%s: no sandbox came free within %u ms (the ready pool is at "
                         "its limit of %zu)", p->t->path, timeout_ms, p->o.max);
-    if (make)
-        rc = make_one(p, out, diag);
+    if (!make)
+        return 0;
+    rc = make_one(p, out, diag);
     pthread_mutex_lock(&p->lock);
     if (rc)
         p->taken--, p->alive--;
     else
-        p->st.takes++, p->st.misses += make;
-    pthread_cond_broadcast(&p->changed);
+        p->st.takes++, p->st.misses++;
+    pthread_cond_broadcast(&p->changed); /* a taker waiting at max may make one now */
     pthread_mutex_unlock(&p->lock);
     return rc;
 }
@@ -349,7 +353,10 @@ int sbx_ready_pool_release(struct sbx_ready_pool *p, struct sbx_sandbox *s, stru
         p->resetting++;
     else if ((rc = list_push(&p->released, s)) != 0)
         p->alive--, p->st.replaced++;
-    pthread_cond_broadcast(&p->changed);
+    if (!inline_)
+        pthread_cond_signal(&p->work); /* a reset to run, or a replacement to make */
+    if (rc)
+        pthread_cond_broadcast(&p->changed);
     pthread_mutex_unlock(&p->lock);
     if (rc) { /* cannot queue it: it must not be reused unreset */
         sbx_sandbox_destroy(s);
@@ -413,7 +420,7 @@ void sbx_ready_pool_free(struct sbx_ready_pool *p)
     if (p->thread_started) {
         pthread_mutex_lock(&p->lock);
         p->stop = true;
-        pthread_cond_broadcast(&p->changed);
+        pthread_cond_signal(&p->work);
         pthread_mutex_unlock(&p->lock);
         pthread_join(p->thread, NULL);
     }
@@ -423,6 +430,7 @@ void sbx_ready_pool_free(struct sbx_ready_pool *p)
     sbx_template_release(p->t);
     free(p->ws);
     pthread_cond_destroy(&p->changed);
+    pthread_cond_destroy(&p->work);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }
