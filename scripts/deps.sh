@@ -1,12 +1,13 @@
 #!/bin/sh
 # deps.sh - install the Debian packages snapbox needs, only those missing.
-# usage: scripts/deps.sh [build|vm|bench|fuzz|valgrind|all]   (default: all)
+# usage: scripts/deps.sh [build|vm|bench|fuzz|valgrind|debug|all]   (default: all)
 #   build: compiler-side libraries (libelf, lz4, xxHash, cmocka, binutils), and
 #          pkg-config, g++ and man (man-db, groff-base) for the install test
 #   vm:    what tests/kvm-vm.sh needs to boot a KVM-capable QEMU VM
 #   bench: the lz4 command line tool, the size reference of `make bench`
 #   fuzz:  clang with libFuzzer and its sanitizer runtimes (`make fuzz`)
 #   valgrind: memcheck for `make check-valgrind`
+#   debug: gdb, which the debugging suite drives (tests/run-debug.sh)
 # Set SNAPBOX_NO_INSTALL=1 to only report what is missing.
 set -eu
 what=${1:-all}
@@ -15,14 +16,16 @@ vm_pkgs="qemu-system-x86 busybox-static cpio gzip"
 bench_pkgs="lz4"
 fuzz_pkgs="clang libclang-rt-dev"   # libFuzzer and the sanitizer runtimes are only recommended by clang
 valgrind_pkgs="valgrind libc6-dbg"
+debug_pkgs="gdb"
 case "$what" in
     build) pkgs=$build_pkgs ;;
     vm) pkgs=$vm_pkgs ;;
     bench) pkgs=$bench_pkgs ;;
     fuzz) pkgs=$fuzz_pkgs ;;
     valgrind) pkgs=$valgrind_pkgs ;;
-    all) pkgs="$build_pkgs $vm_pkgs $bench_pkgs $fuzz_pkgs $valgrind_pkgs" ;;
-    *) echo "deps.sh: unknown set '$what' (build, vm, bench, fuzz, valgrind or all)" >&2; exit 2 ;;
+    debug) pkgs=$debug_pkgs ;;
+    all) pkgs="$build_pkgs $vm_pkgs $bench_pkgs $fuzz_pkgs $valgrind_pkgs $debug_pkgs" ;;
+    *) echo "deps.sh: unknown set '$what' (build, vm, bench, fuzz, valgrind, debug or all)" >&2; exit 2 ;;
 esac
 
 missing=""

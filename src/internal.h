@@ -78,6 +78,15 @@ int sbx_open_regular(const char *path, uint64_t max_size, int *fd, uint64_t *siz
 int sbx_read_file(const char *path, uint64_t max_size, uint8_t **out, size_t *size,
                   struct sbx_diag *diag);
 
+/* io.c: write path atomically with mode: an unnamed file (O_TMPFILE) in the
+ * same directory that fill(fd, ctx, path, diag) writes, fsync'd, named,
+ * renamed over path, directory fsync'd. On any failure path keeps its old
+ * content and nothing is left beside it. A named temporary file where the
+ * file system lacks O_TMPFILE. */
+typedef int (*sbx_fill_fn)(int fd, void *ctx, const char *path, struct sbx_diag *diag);
+int sbx_write_atomic(const char *path, unsigned mode, sbx_fill_fn fill, void *ctx,
+                     struct sbx_diag *diag);
+
 /* Find the snapbox version note among the notes in buf[0, len), each note
  * aligned to align (4 or 8). Returns 1 and fills *out when found, 0 when there
  * is none, SBX_E_NOTE with why[] filled when a note is malformed. */

@@ -47,6 +47,7 @@ struct cli_opt {
 enum cli_key {
     KEY_JSON = 256, KEY_POLICY, KEY_RELAXED, KEY_REQUIRE_NOTE, KEY_MEM, KEY_DEADLINE,
     KEY_HC, KEY_TIME, KEY_REQUESTS, KEY_NO_SECCOMP, KEY_WARM, KEY_STACK, KEY_XCHG,
+    KEY_CORE_DIR, KEY_CORE_MAX, KEY_CORE_FILES, KEY_GDB,
 };
 
 /* The options of every command that loads a guest or a snapshot (opts.c). */
@@ -70,6 +71,24 @@ int cli_set_require_note(struct cli *c, const char *val);
     { "relaxed", KEY_RELAXED, NULL, "the same as --policy relaxed", cli_set_relaxed },         \
     { "require-note", KEY_REQUIRE_NOTE, NULL, "refuse a guest without a version note",          \
       cli_set_require_note }
+/* Core dumps of a guest that faults, aborts or times out (cmd_debug.c):
+ * run, call and create. */
+int cli_set_core_dir(struct cli *c, const char *val);
+int cli_set_core_max(struct cli *c, const char *val);
+int cli_set_core_files(struct cli *c, const char *val);
+int cli_set_gdb(struct cli *c, const char *val);
+#define CLI_OPTS_CORE                                                                            \
+    { "core-dir", KEY_CORE_DIR, "DIR", "on a guest fault, abort or timeout write an ELF core "   \
+      "file (for gdb) into DIR; the error names it", cli_set_core_dir },                         \
+    { "core-max", KEY_CORE_MAX, "SIZE", "bytes of a core file at most (default 256M); memory "   \
+      "past it is left out", cli_set_core_max },                                                 \
+    { "core-files", KEY_CORE_FILES, "N", "core files DIR may hold (default 16); at the limit "   \
+      "none is written", cli_set_core_files }
+/* The gdb stub: run and call. */
+#define CLI_OPT_GDB                                                                              \
+    { "gdb", KEY_GDB, "127.0.0.1:PORT", "debugging session: wait for gdb there (loopback "     \
+      "only), stopped before the guest's first instruction (run) or at the call (call)",        \
+      cli_set_gdb }
 #define CLI_OPTS_MAX 16
 
 struct cli_cmd {
@@ -96,10 +115,14 @@ struct cli {
     const char *out;
     char **pos; /* the positional arguments, options removed */
     int npos;
+    const char *core_dir, *gdb; /* --core-dir, --gdb */
+    uint64_t core_max;          /* --core-max */
+    uint32_t core_files;        /* --core-files */
 };
 
 extern const struct cli_cmd cli_cmd_inspect, cli_cmd_run, cli_cmd_create, cli_cmd_info,
     cli_cmd_verify, cli_cmd_call;
+extern const struct cli_cmd cli_cmd_coredump;
 
 /* Parse argv (argv[0] is the command name) by c->cmd's table: 0, or the exit
  * code (EXIT_USAGE after a message). --help sets c->help after printing. */

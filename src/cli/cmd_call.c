@@ -183,6 +183,8 @@ out:
 
 static int call(struct cli *c)
 {
+    if (c->requests && c->gdb)
+        return cli_usage(c, "--gdb debugs one call; it does not go with --requests");
     if (c->requests)
         return serve_requests(c);
     struct sbx_diag diag = { 0 };
@@ -249,6 +251,8 @@ const struct cli_cmd cli_cmd_call = {
         { "no-seccomp", KEY_NO_SECCOMP, NULL, "with --requests: do not confine the serving "
           "process with the seccomp filter (docs/security.md)", set_no_seccomp },
         CLI_OPTS_COMMON,
+        CLI_OPTS_CORE,
+        CLI_OPT_GDB,
     },
     .run = call,
 };

@@ -258,6 +258,7 @@ const struct cli_cmd cli_cmd_create = {
         { "warm", KEY_WARM, "'FUNC ARG...'", "call FUNC before the snapshot, so the warm state is "
           "captured (repeatable, in order; arguments split at spaces)", add_warm },
         CLI_OPTS_COMMON,
+        CLI_OPTS_CORE,
     },
     .run = create,
 };

@@ -1,7 +1,6 @@
 /* file.c - snapshot files: atomic write, header-first read, info. */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,96 +9,22 @@
 
 #include "snapshot.h"
 
-static void sync_dir_of(const char *path)
+/* The snapshot's bytes, for sbx_write_atomic. */
+static int write_image(int fd, void *ctx, const char *path, struct sbx_diag *diag)
 {
-    char *copy = strdup(path);
-    if (!copy)
-        return;
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(copy);
-}
-
-/* Write the image to fd and make it durable. */
-static int write_durably(const struct sbx_snapshot *snap, int fd, const char *path,
-                         struct sbx_diag *diag)
-{
-    /* mkstemp and O_TMPFILE honour different modes; a snapshot is as readable
-     * as other build outputs. */
-    if (fchmod(fd, 0644) < 0 || sbx_write_all(fd, snap->image, snap->size) < 0 || fsync(fd) < 0)
+    const struct sbx_snapshot *snap = ctx;
+    if (sbx_write_all(fd, snap->image, snap->size) < 0)
         return sbx_fail(diag, SBX_E_IO, "%s: writing %zu bytes failed: %s", path, snap->size,
                         strerror(errno));
     return 0;
-}
-
-/* An unnamed file in path's directory (O_TMPFILE): killed while writing, the
- * process leaves nothing behind. -1 where the file system lacks O_TMPFILE. */
-static int open_unnamed(const char *path)
-{
-    char *copy = strdup(path);
-    if (!copy)
-        return -1;
-    int fd = open(dirname(copy), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
-    free(copy);
-    return fd;
-}
-
-/* Give the finished unnamed file fd the name tmp (unique beside path). */
-static int link_unnamed(int fd, const char *path, char *tmp, size_t cap, struct sbx_diag *diag)
-{
-    char proc[64];
-    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-    for (unsigned i = 0; i < 100; i++) {
-        snprintf(tmp, cap, "%s.tmp.%ld.%u", path, (long)getpid(), i);
-        if (linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) == 0)
-            return 0;
-        if (errno != EEXIST)
-            break;
-    }
-    return sbx_fail(diag, SBX_E_IO, "%s: cannot name the written file: %s", path, strerror(errno));
 }
 
 int sbx_snapshot_write(const struct sbx_snapshot *snap, const char *path, struct sbx_diag *diag)
 {
     if (!snap || !path || !snap->complete)
         return sbx_fail(diag, SBX_E_INVAL, "sbx_snapshot_write: a complete snapshot and a path are required");
-    size_t cap = strlen(path) + 48;
-    char *tmp = malloc(cap);
-    if (!tmp)
-        return sbx_fail(diag, SBX_E_NOMEM, "%s: out of memory", path);
-    int rc = SBX_E_IO;
-    bool named = false;
-    int fd = open_unnamed(path);
-    if (fd >= 0) {
-        rc = write_durably(snap, fd, path, diag);
-        if (rc == 0 && (rc = link_unnamed(fd, path, tmp, cap, diag)) == 0)
-            named = true;
-    } else { /* no O_TMPFILE here: a named temporary file, removed on failure */
-        snprintf(tmp, cap, "%s.tmp.XXXXXX", path);
-        if ((fd = mkstemp(tmp)) < 0) {
-            sbx_fail(diag, rc, "%s: cannot create a temporary file beside it: %s", path,
-                     strerror(errno));
-            goto out_free;
-        }
-        named = true;
-        rc = write_durably(snap, fd, path, diag);
-    }
-    /* Renamed before the close, so a kill between naming and renaming has
-     * one step to land in. The data is already fsync'd: close cannot lose it. */
-    if (rc == 0 && rename(tmp, path) < 0)
-        rc = sbx_fail(diag, SBX_E_IO, "%s: cannot put the snapshot in place: %s", path,
-                      strerror(errno));
-    close(fd);
-    if (rc == 0)
-        sync_dir_of(path);
-    else if (named)
-        unlink(tmp);
-out_free:
-    free(tmp);
-    return rc;
+    /* a snapshot is as readable as other build outputs */
+    return sbx_write_atomic(path, 0644, write_image, (void *)snap, diag);
 }
 
 /* Half of physical memory: a hostile header cannot make a restore ask for

@@ -1,0 +1,135 @@
+#!/bin/sh
+# test_debug.sh GUESTS SNAPBOX GDB - debugging guests, checked with gdb in
+# batch mode against real KVM (tests/run-debug.sh runs it natively or inside
+# the KVM test VM): core files of a fault, an abort and a timeout that gdb
+# reads (stack, arguments, globals); `snapbox coredump` of a snapshot; the
+# gdb stub of run and call (software and hardware breakpoints, steps,
+# continue, detach); the bounds of core files of a large guest; the stub's
+# loopback-only rule. Prints one line per check; exits 1 if any failed.
+set -u
+guests=$1 snapbox=$2 gdb=$3
+elf=$guests/crash.elf
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_debug.XXXXXX")
+trap '[ -n "${SBX_DEBUG_KEEP:-}" ] && cat "$tmp"/*.err; rm -rf "$tmp"' EXIT
+failed=0
+port=$((20000 + $$ % 20000))
+
+ok() { echo "ok   - $1"; }
+not_ok() { echo "FAIL - $1"; failed=1; }
+# check NAME FILE PATTERN: FILE has a line matching the extended regex PATTERN.
+check() {
+    if grep -Eq -- "$3" "$2"; then ok "$1"; else not_ok "$1 (no /$3/ in $2:)"; sed 's/^/    /' "$2"; fi
+}
+# status NAME WANT GOT
+status() {
+    if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1 (exit status $3, wanted $2)"; fi
+}
+gdbb() {
+    if [ -n "${SBX_GDB_DATA:-}" ]; then
+        "$gdb" -batch -nx --data-directory="$SBX_GDB_DATA" "$@" 2>&1
+    else
+        "$gdb" -batch -nx "$@" 2>&1
+    fi
+}
+# The KVM test VM starts with its loopback down.
+ip link set lo up 2>/dev/null || true
+
+echo "# a fault three calls deep writes a core file that gdb reads"
+mkdir "$tmp/cores"
+"$snapbox" run --core-dir "$tmp/cores" "$elf" crash 41 >"$tmp/out" 2>"$tmp/err"
+status "a fault exits 10" 10 $?
+check "the error names the core file" "$tmp/err" "core dump: $tmp/cores/crash\.elf-[0-9]{8}T[0-9]{6}Z-[0-9]+-[0-9]+\.core"
+core=$(ls "$tmp/cores"/*.core 2>/dev/null | head -1)
+gdbb -ex bt -ex 'print marker' -ex 'print bad_addr' "$elf" "${core:-none}" >"$tmp/gdb1"
+check "bt: the faulting function and its argument" "$tmp/gdb1" "^#0 .*innermost \(v=43\)"
+check "bt: its caller" "$tmp/gdb1" "^#1 .*middle \(v=42\)"
+check "bt: the caller's caller" "$tmp/gdb1" "^#2 .*outer \(v=41\)"
+check "bt: the guest function called" "$tmp/gdb1" "^#3 .*crash \("
+check "print of a global shows its value" "$tmp/gdb1" '^\$1 = 41$'
+check "print of another global" "$tmp/gdb1" '^\$2 = 16$'
+
+echo "# an abort and a timeout write core files too"
+"$snapbox" run --core-dir "$tmp/cores" "$elf" fill_and_crash 100000 >"$tmp/out" 2>"$tmp/err"
+status "an abort exits 9" 9 $?
+check "the abort's error names the core file" "$tmp/err" "core dump: $tmp/cores/crash\.elf-.*\.core"
+"$snapbox" run --core-dir "$tmp/cores" "$elf" spin 1 >"$tmp/out" 2>"$tmp/err"
+status "a timeout exits 11" 11 $?
+check "the timeout's error names the core file" "$tmp/err" "core dump: $tmp/cores/crash\.elf-.*\.core"
+core=$(sed -n 's/.*core dump: \([^ ]*\.core\).*/\1/p' "$tmp/err")
+gdbb -ex bt "$elf" "${core:-none}" >"$tmp/gdb2"
+check "bt of the timeout: the spinning function" "$tmp/gdb2" "^#0 .*spin \("
+count=$(ls "$tmp/cores" | grep -c '\.core$')
+status "three core files in the directory, nothing else" "3 3" "$count $(ls "$tmp/cores" | wc -l)"
+
+echo "# snapbox coredump: a snapshot taken after a call, as a core file"
+"$snapbox" create "$elf" -o "$tmp/s.snap" --warm 'set_value 1234' >"$tmp/out" 2>&1
+status "create with a warm-up call" 0 $?
+"$snapbox" coredump "$tmp/s.snap" -o "$tmp/s.core" >"$tmp/out" 2>&1
+status "coredump" 0 $?
+gdbb -ex 'print last_set' "$elf" "$tmp/s.core" >"$tmp/gdb3"
+check "gdb reads the global the call set" "$tmp/gdb3" '^\$1 = 1234$'
+"$snapbox" coredump "$tmp/s.snap" >"$tmp/out" 2>&1
+status "coredump without -o is a usage error" 2 $?
+
+echo "# run --gdb: break, continue, read an argument, step, continue to the end"
+"$snapbox" run --gdb "127.0.0.1:$port" "$elf" sum_squares 4 >"$tmp/run.out" 2>"$tmp/run.err" &
+pid=$!
+gdbb -ex 'set tcp connect-timeout 60' -ex "target remote 127.0.0.1:$port" \
+     -ex 'print $pc' -ex 'break square' -ex continue -ex 'print x' -ex 'next' -ex 'print y' \
+     -ex 'delete' -ex continue "$elf" >"$tmp/gdb4"
+wait $pid
+status "the debugged run exits 0" 0 $?
+check "gdb stops before the first instruction (_start)" "$tmp/gdb4" '^\$1 = .*<_start>'
+check "the breakpoint is hit, with its argument" "$tmp/gdb4" "Breakpoint 1, .*square \(x=1\)"
+check "print of the argument" "$tmp/gdb4" '^\$2 = 1$'
+check "a step runs the next line" "$tmp/gdb4" '^\$3 = 1$'
+check "the guest runs to the end" "$tmp/gdb4" "exited normally"
+check "the call's result is correct" "$tmp/run.out" "^30$"
+
+# QEMU's TCG does not load DR7 on a nested VMRUN, so in the KVM test VM a
+# hardware breakpoint never fires: there the same session uses a software one.
+if [ -n "${SBX_DEBUG_NO_HW_BREAK:-}" ]; then
+    echo "# call --gdb: a software breakpoint, single steps, detach (hardware breakpoints: $SBX_DEBUG_NO_HW_BREAK)"
+    brk=break hit="Breakpoint 1"
+else
+    echo "# call --gdb: a hardware breakpoint, single steps, detach"
+    brk=hbreak hit="Hardware assisted breakpoint 1"
+fi
+port=$((port + 1))
+"$snapbox" call --gdb "127.0.0.1:$port" "$tmp/s.snap" sum_squares 3 >"$tmp/call.out" 2>"$tmp/call.err" &
+pid=$!
+gdbb -ex 'set tcp connect-timeout 60' -ex "target remote 127.0.0.1:$port" \
+     -ex "$brk square" -ex continue -ex 'print x' -ex continue -ex 'print x' \
+     -ex 'delete' -ex 'stepi' -ex 'stepi' -ex 'print last_set' -ex detach "$elf" >"$tmp/gdb5"
+wait $pid
+status "the debugged call exits 0" 0 $?
+check "the breakpoint is hit" "$tmp/gdb5" "$hit, .*square \(x=1\)"
+check "and hit again, by the next call of the function" "$tmp/gdb5" '^\$2 = 2$'
+check "the snapshot's global, read over the stub" "$tmp/gdb5" '^\$3 = 1234$'
+check "gdb detaches" "$tmp/gdb5" "[Dd]etach"
+check "the call's result is correct" "$tmp/call.out" "^14$"
+
+echo "# the stub listens on loopback addresses only"
+"$snapbox" run --gdb "0.0.0.0:$port" "$elf" sum_squares 1 >"$tmp/out" 2>"$tmp/err"
+status "a non-loopback address is refused" 2 $?
+check "saying why" "$tmp/err" "loopback address only"
+
+echo "# core files of a large guest stay within their bounds"
+mkdir "$tmp/big"
+for i in 1 2 3; do
+    "$snapbox" run --mem 32M --deadline 60000 --core-dir "$tmp/big" --core-max 1M --core-files 2 \
+        "$elf" fill_and_crash 16 >"$tmp/out" 2>"$tmp/err$i"
+done
+check "the first names its core and what was left out" "$tmp/err1" "core dump: .*core_dump_max_bytes"
+check "past the count, none is written" "$tmp/err3" "no core dump: .* already holds 2 core files"
+status "the directory holds two core files" 2 "$(ls "$tmp/big" | wc -l | tr -d ' ')"
+for f in "$tmp/big"/*.core; do
+    size=$(wc -c <"$f")
+    if [ "$size" -le 1048576 ]; then ok "$(basename "$f"): $size bytes, within 1M"
+    else not_ok "$(basename "$f"): $size bytes, over 1M"; fi
+done
+gdbb -ex bt "$elf" "$f" >"$tmp/gdb6"
+check "a cut core file still has the stack" "$tmp/gdb6" "^#0 .*innermost \(v=18\)"
+
+[ "$failed" = 0 ] && echo "test_debug: all passed"
+exit "$failed"
