@@ -80,7 +80,8 @@ GUESTS      := $(BUILD)/guests/demo.elf $(BUILD)/guests/hostile.elf $(BUILD)/gue
                $(BUILD)/guests/bench.elf $(BUILD)/guests/big.elf $(BUILD)/guests/libctest.elf \
                $(BUILD)/guests/rules.elf $(BUILD)/guests/wordfreq.elf $(BUILD)/guests/crash.elf
 
-TESTS_NATIVE := $(BUILD)/tests/test_loader $(BUILD)/tests/test_snapshot $(BUILD)/tests/test_api
+TESTS_NATIVE := $(BUILD)/tests/test_loader $(BUILD)/tests/test_snapshot $(BUILD)/tests/test_api \
+                $(BUILD)/tests/test_core
 TESTS_KVM    := $(BUILD)/tests/test_kvm $(BUILD)/tests/test_template $(BUILD)/tests/test_crash \
                 $(BUILD)/tests/test_libc $(BUILD)/tests/test_isolation
 CRASH_SHIM   := $(BUILD)/tests/crashshim.so
