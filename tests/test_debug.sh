@@ -10,7 +10,7 @@ set -u
 guests=$1 snapbox=$2 gdb=$3
 elf=$guests/crash.elf
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_debug.XXXXXX")
-trap '[ -n "${SBX_DEBUG_KEEP:-}" ] && cat "$tmp"/*.err; rm -rf "$tmp"' EXIT
+trap 'rm -rf "$tmp"' EXIT
 failed=0
 port=$((20000 + $$ % 20000))
 
@@ -39,8 +39,10 @@ mkdir "$tmp/cores"
 "$snapbox" run --core-dir "$tmp/cores" "$elf" crash 41 >"$tmp/out" 2>"$tmp/err"
 status "a fault exits 10" 10 $?
 check "the error names the core file" "$tmp/err" "core dump: $tmp/cores/crash\.elf-[0-9]{8}T[0-9]{6}Z-[0-9]+-[0-9]+\.core"
+sed 's/^/#   /' "$tmp/err"
 core=$(ls "$tmp/cores"/*.core 2>/dev/null | head -1)
 gdbb -ex bt -ex 'print marker' -ex 'print bad_addr' "$elf" "${core:-none}" >"$tmp/gdb1"
+grep '^#[0-9]' "$tmp/gdb1" | sed 's/^/#   /'
 check "bt: the faulting function and its argument" "$tmp/gdb1" "^#0 .*innermost \(v=43\)"
 check "bt: its caller" "$tmp/gdb1" "^#1 .*middle \(v=42\)"
 check "bt: the caller's caller" "$tmp/gdb1" "^#2 .*outer \(v=41\)"
