@@ -111,6 +111,21 @@ check "the snapshot's global, read over the stub" "$tmp/gdb5" '^\$3 = 1234$'
 check "gdb detaches" "$tmp/gdb5" "[Dd]etach"
 check "the call's result is correct" "$tmp/call.out" "^14$"
 
+echo "# run --gdb: a fault stops in gdb where it happened; continuing ends the run"
+port=$((port + 1))
+"$snapbox" run --gdb "127.0.0.1:$port" "$elf" crash 7 >"$tmp/f.out" 2>"$tmp/f.err" &
+pid=$!
+gdbb -ex 'set tcp connect-timeout 60' -ex "target remote 127.0.0.1:$port" \
+     -ex continue -ex bt -ex 'print marker' -ex continue "$elf" >"$tmp/gdb7"
+wait $pid
+status "the run still ends in the fault" 10 $?
+check "gdb stops at the fault" "$tmp/gdb7" "received signal SIGSEGV"
+check "bt at the fault" "$tmp/gdb7" "^#0 .*innermost \(v=9\)"
+check "bt: its caller" "$tmp/gdb7" "^#1 .*middle \(v=8\)"
+check "the global at the fault" "$tmp/gdb7" '^\$1 = 7$'
+check "continuing ends the guest with the signal" "$tmp/gdb7" "terminated with signal SIGSEGV"
+check "the fault is reported as usual" "$tmp/f.err" "vector 14 \(#PF page fault\)"
+
 echo "# the stub listens on loopback addresses only"
 "$snapbox" run --gdb "0.0.0.0:$port" "$elf" sum_squares 1 >"$tmp/out" 2>"$tmp/err"
 status "a non-loopback address is refused" 2 $?

@@ -77,11 +77,13 @@ int cli_set_core_dir(struct cli *c, const char *val);
 int cli_set_core_max(struct cli *c, const char *val);
 int cli_set_core_files(struct cli *c, const char *val);
 int cli_set_gdb(struct cli *c, const char *val);
+#define CLI_OPT_CORE_MAX                                                                         \
+    { "core-max", KEY_CORE_MAX, "SIZE", "bytes of a core file at most (default 256M); memory "   \
+      "past it is left out", cli_set_core_max }
 #define CLI_OPTS_CORE                                                                            \
     { "core-dir", KEY_CORE_DIR, "DIR", "on a guest fault, abort or timeout write an ELF core "   \
       "file (for gdb) into DIR; the error names it", cli_set_core_dir },                         \
-    { "core-max", KEY_CORE_MAX, "SIZE", "bytes of a core file at most (default 256M); memory "   \
-      "past it is left out", cli_set_core_max },                                                 \
+    CLI_OPT_CORE_MAX,                                                                            \
     { "core-files", KEY_CORE_FILES, "N", "core files DIR may hold (default 16); at the limit "   \
       "none is written", cli_set_core_files }
 /* The gdb stub: run and call. */
@@ -136,6 +138,8 @@ int cli_set_mem(struct cli *c, const char *val);
 int cli_set_stack(struct cli *c, const char *val);
 int cli_set_xchg(struct cli *c, const char *val);
 int cli_set_deadline(struct cli *c, const char *val);
+/* -o FILE: the file a command writes (create, coredump). */
+int cli_set_out(struct cli *c, const char *val);
 
 /* ---- Errors: text on stderr, or one JSON object on stdout under --json -------- */
 int cli_exit_code(int err);

@@ -33,12 +33,6 @@ int cli_set_gdb(struct cli *c, const char *val)
     return 0;
 }
 
-static int set_out(struct cli *c, const char *val)
-{
-    c->out = val;
-    return 0;
-}
-
 static int coredump(struct cli *c)
 {
     struct sbx_diag diag = { 0 }, verdict = { 0 };
@@ -74,9 +68,8 @@ const struct cli_cmd cli_cmd_coredump = {
                "Written atomically; a snapshot of any version this build reads.\n",
     .min_pos = 1, .max_pos = 1,
     .opts = {
-        { "output", 'o', "FILE.core", "the core file to write (required)", set_out },
-        { "core-max", KEY_CORE_MAX, "SIZE", "bytes of the core file at most (default 256M); "
-          "memory past it is left out", cli_set_core_max },
+        { "output", 'o', "FILE.core", "the core file to write (required)", cli_set_out },
+        CLI_OPT_CORE_MAX,
         CLI_OPTS_COMMON,
     },
     .run = coredump,

@@ -265,8 +265,7 @@ int sbx_snapshot_write_core(const struct sbx_snapshot *snap, const char *path, u
 
 /* ---- Core files of failed calls --------------------------------------------- */
 
-/* The signal a Linux process would have died of. */
-static int signal_for(int rc, int vector)
+int sbx_core_signal(int rc, int vector)
 {
     if (rc == SBX_E_GUEST_ABORT)
         return SIGABRT;
@@ -343,7 +342,7 @@ static int live_input(struct sbx_sandbox *s, int rc, struct sbx_core_input *in,
         in->has_fp = true;
     }
     int vector = rc == SBX_E_GUEST_FAULT ? sbx_fault_regs(&s->vm, &in->regs) : -1;
-    in->signo = signal_for(rc, vector);
+    in->signo = sbx_core_signal(rc, vector);
     in->mem = s->vm.mem;
     in->mem_size = s->vm.mem_size;
     in->name = sandbox_name(s);

@@ -31,6 +31,10 @@ int sbx_core_write(const struct sbx_core_input *in, const char *path, bool *trun
  * its name (or why none was written) to diag's message. */
 void sbx_core_after_failure(struct sbx_sandbox *s, int rc, struct sbx_diag *diag);
 
+/* The signal a Linux process would have got for a failure rc (a fault of
+ * exception vector, -1 if unknown): NT_PRSTATUS's and gdb's stop reason. */
+int sbx_core_signal(int rc, int vector);
+
 /* gdbstub.c: a debugging session on a sandbox (sbx_config.gdb_addr). */
 /* SBX_E_INVAL unless addr is "HOST:PORT" with a loopback HOST. */
 int sbx_gdb_check_addr(const char *addr, struct sbx_diag *diag);
@@ -40,7 +44,7 @@ int sbx_gdb_check_addr(const char *addr, struct sbx_diag *diag);
  * that the host, snapshots and reset never see them). */
 int sbx_gdb_run_begin(struct sbx_sandbox *s, struct sbx_diag *diag);
 int sbx_gdb_debug_exit(struct sbx_sandbox *s, struct sbx_diag *diag);
-void sbx_gdb_run_end(struct sbx_sandbox *s, int rc);
+void sbx_gdb_run_end(struct sbx_sandbox *s, int rc, const struct sbx_diag *diag);
 /* A guest exception reported through its IDT (run.c): 0 to resume after a
  * breakpoint of ours, SBX_GDB_NOT_OURS for the usual fault report. */
 #define SBX_GDB_NOT_OURS 1

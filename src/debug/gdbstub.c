@@ -16,6 +16,7 @@
  * guest runs: the stub reads the socket only when the guest is stopped. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -33,6 +34,7 @@
 #define INT3 0xcc
 #define NREGS 57u        /* the registers of target.xml, in its order */
 #define SIGTRAP_ 5       /* GDB's signal numbers */
+#define RFLAGS_TF (1ull << 8)
 
 enum session { WAITING, ATTACHED, DONE };
 
@@ -51,7 +53,9 @@ struct sbx_gdb {
     size_t nsw;
     struct sw_bp sw[MAX_SW_BP];
     struct sbx_hw_bp hw[SBX_HW_BREAKPOINTS];
-    uint8_t bp_stub[SBX_FAULT_STUB_SIZE]; /* the IDT's own #BP stub, while ours is in */
+    /* the IDT's own exception stubs, while ours (that save %rax) are in */
+    uint8_t stubs[SBX_FAULT_VECTORS * SBX_FAULT_STUB_SIZE];
+    bool fault_shown;        /* the guest stopped at an exception: the next one is fatal */
     uint8_t rbuf[1024];
     size_t rlen, rpos;
     char pkt[PKT_MAX + 1];
@@ -394,19 +398,19 @@ static int set_cpu(struct sbx_sandbox *s, const struct cpu *c)
 
 /* ---- Breakpoints ----------------------------------------------------------------- */
 
-static uint8_t *bp_stub(struct sbx_sandbox *s)
+static uint8_t *stubs(struct sbx_sandbox *s)
 {
-    return sbx_mem_at(&s->vm, SBX_LAYOUT_FAULT_STUBS + BP_VECTOR * SBX_FAULT_STUB_SIZE,
-                      SBX_FAULT_STUB_SIZE);
+    return sbx_mem_at(&s->vm, SBX_LAYOUT_FAULT_STUBS, SBX_FAULT_VECTORS * SBX_FAULT_STUB_SIZE);
 }
 
 static void insert_sw(struct sbx_sandbox *s)
 {
     struct sbx_gdb *g = s->gdb;
-    uint8_t *stub = bp_stub(s);
+    uint8_t *stub = stubs(s);
     if (!g->inserted && stub) {
-        memcpy(g->bp_stub, stub, sizeof g->bp_stub);
-        sbx_x86_fault_stub(BP_VECTOR, true, stub);
+        memcpy(g->stubs, stub, sizeof g->stubs);
+        for (uint32_t v = 0; v < SBX_FAULT_VECTORS; v++)
+            sbx_x86_fault_stub(v, true, stub + v * SBX_FAULT_STUB_SIZE);
     }
     for (size_t i = 0; i < g->nsw && !g->inserted; i++) {
         uint8_t *p = sbx_mem_at(&s->vm, g->sw[i].addr, 1);
@@ -426,9 +430,9 @@ static void remove_sw(struct sbx_sandbox *s)
         if (p && *p == INT3)
             *p = g->sw[i].orig;
     }
-    uint8_t *stub = bp_stub(s);
+    uint8_t *stub = stubs(s);
     if (g->inserted && stub)
-        memcpy(stub, g->bp_stub, sizeof g->bp_stub);
+        memcpy(stub, g->stubs, sizeof g->stubs);
     g->inserted = false;
 }
 
@@ -500,7 +504,8 @@ static void write_memory(struct sbx_sandbox *s, const char *pkt, char *out)
     uint64_t addr, len;
     const char *rest;
     uint8_t *p;
-    if (!parse_range(pkt + 1, &addr, &len, &rest) || *rest != ':' || strlen(rest + 1) != 2 * len)
+    if (!parse_range(pkt + 1, &addr, &len, &rest) || *rest != ':' || len > PKT_MAX ||
+        strlen(rest + 1) != 2 * len)
         strcpy(out, "E01");
     else if (!(p = sbx_mem_at(&s->vm, addr, len)) || !from_hex(rest + 1, p, (size_t)len))
         strcpy(out, "E14");
@@ -611,6 +616,18 @@ static enum verdict resume(struct sbx_sandbox *s, const char *pkt, char *out)
     return RESUME;
 }
 
+/* "Csig[;ADDR]", "Ssig[;ADDR]": gdb passes the signal the guest stopped
+ * with. There is nothing to deliver it to: the guest resumes where it
+ * stopped, so a faulting instruction faults again and ends the run. */
+static enum verdict resume_signal(struct sbx_sandbox *s, const char *pkt, char *out)
+{
+    char plain[40] = { (char)(pkt[0] == 'C' ? 'c' : 's') };
+    const char *addr = strchr(pkt, ';');
+    if (addr && strlen(addr + 1) < sizeof plain - 1)
+        strcpy(plain + 1, addr + 1);
+    return resume(s, plain, out);
+}
+
 static enum verdict command(struct sbx_sandbox *s, const char *pkt, char *out)
 {
     out[0] = '\0';
@@ -632,6 +649,8 @@ static enum verdict command(struct sbx_sandbox *s, const char *pkt, char *out)
         break;
     case 'c': case 's':
         return resume(s, pkt, out);
+    case 'C': case 'S':
+        return resume_signal(s, pkt, out);
     case 'D':
         strcpy(out, "OK");
         return DETACH;
@@ -761,6 +780,7 @@ int sbx_gdb_debug_exit(struct sbx_sandbox *s, struct sbx_diag *diag)
     const struct kvm_debug_exit_arch *d = &s->vm.run->debug.arch;
     if (g->state != ATTACHED) /* a stale exit after the session ended */
         return sbx_vcpu_guest_debug(&s->vm, false, false, NULL, diag);
+    g->fault_shown = false;
     bool ours = d->exception != BP_VECTOR;
     for (size_t i = 0; i < g->nsw && !ours; i++)
         ours = g->sw[i].addr == d->pc;
@@ -777,13 +797,24 @@ int sbx_gdb_debug_exit(struct sbx_sandbox *s, struct sbx_diag *diag)
     return serve(s, reply, diag);
 }
 
-/* The guest took a #BP through its IDT: the stub pushed %rax, the CPU its
- * frame. Undo the push; for one of our breakpoints undo the exception too
- * (rip back on the int3) and stop there, as for a KVM_EXIT_DEBUG. */
+/* GDB's number for the signal a Linux process would get (only SIGBUS differs). */
+static int gdb_signal(int rc, int vector)
+{
+    int sig = sbx_core_signal(rc, vector);
+    return sig == SIGBUS ? 10 : sig;
+}
+
+/* The guest took an exception through its IDT: our stub pushed %rax, the
+ * CPU its frame. The push is undone in any case. One of our breakpoints
+ * (a #BP after its int3) is undone entirely and stops there, as a
+ * KVM_EXIT_DEBUG would. Another exception stops too, at the instruction
+ * that faulted (or after a trap), as Linux stops a debugged process at a
+ * signal: gdb shows it; resuming runs it again, and the second exception
+ * in a row ends the run as usual. */
 int sbx_gdb_guest_trap(struct sbx_sandbox *s, uint32_t vector, struct sbx_diag *diag)
 {
     struct sbx_gdb *g = s->gdb;
-    if (vector != (uint32_t)BP_VECTOR || g->state != ATTACHED || !g->inserted)
+    if (g->state != ATTACHED || !g->inserted)
         return SBX_GDB_NOT_OURS;
     struct kvm_regs r;
     const uint8_t *rax;
@@ -797,30 +828,26 @@ int sbx_gdb_guest_trap(struct sbx_sandbox *s, uint32_t vector, struct sbx_diag *
     memcpy(&r.rax, rax, sizeof r.rax);
     r.rsp += sizeof r.rax;
     struct kvm_regs at = r;
-    bool ours = false;
-    if (sbx_fault_regs(&s->vm, &at) == (int)BP_VECTOR)
-        for (size_t i = 0; i < g->nsw && !ours; i++)
-            ours = g->sw[i].addr == at.rip - 1;
-    if (ours) {
+    bool bp = false;
+    if (sbx_fault_regs(&s->vm, &at) == BP_VECTOR)
+        for (size_t i = 0; i < g->nsw && !bp; i++)
+            bp = g->sw[i].addr == at.rip - 1;
+    bool stop = bp || !g->fault_shown;
+    if (stop)
         r = at;
-        r.rip--;
-    }
+    r.rflags &= ~RFLAGS_TF; /* a single step's, KVM's own: not the guest's */
+    r.rip -= bp;
     if (ioctl(s->vm.vcpu_fd, KVM_SET_REGS, &r) < 0)
         return sbx_vm_ioctl_fail(diag, "KVM_SET_REGS");
-    if (!ours)
+    if (!stop)
         return SBX_GDB_NOT_OURS;
+    g->fault_shown = !bp;
     char reply[8];
-    snprintf(reply, sizeof reply, "S%02x", SIGTRAP_);
+    snprintf(reply, sizeof reply, "S%02x", bp ? SIGTRAP_ : gdb_signal(SBX_E_GUEST_FAULT, (int)vector));
     return serve(s, reply, diag);
 }
 
-/* GDB's numbers for the signal a Linux process would have died of. */
-static int exit_signal(int rc)
-{
-    return rc == SBX_E_GUEST_FAULT ? 11 : rc == SBX_E_GUEST_ABORT ? 6 : 9;
-}
-
-void sbx_gdb_run_end(struct sbx_sandbox *s, int rc)
+void sbx_gdb_run_end(struct sbx_sandbox *s, int rc, const struct sbx_diag *diag)
 {
     struct sbx_gdb *g = s->gdb;
     remove_sw(s);
@@ -828,7 +855,9 @@ void sbx_gdb_run_end(struct sbx_sandbox *s, int rc)
         return;
     /* The run failed: gdb learns that the guest is gone, as of a signal. */
     char reply[8];
-    snprintf(reply, sizeof reply, "X%02x", exit_signal(rc));
+    int vector = rc == SBX_E_GUEST_FAULT && diag ? (int)diag->fault.vector : -1;
+    snprintf(reply, sizeof reply, "X%02x",
+             rc == SBX_E_GUEST_FAULT || rc == SBX_E_GUEST_ABORT ? gdb_signal(rc, vector) : 9);
     if (g->resumed)
         (void)put_packet(g, reply);
     close_session(s);

@@ -160,7 +160,7 @@ int sbx_run(struct sbx_sandbox *s, uint8_t until, struct sbx_diag *diag)
     }
     sbx_deadline_finish(&s->deadline, s->cfg.deadline_signal, &saved);
     if (s->gdb)
-        sbx_gdb_run_end(s, rc > 0 ? 0 : rc);
+        sbx_gdb_run_end(s, rc > 0 ? 0 : rc, diag);
     if (s->log_count > s->cfg.max_log_per_call)
         sbx_logf(s->cfg.log, s->cfg.log_ctx, SBX_LOG_WARN,
                  "guest logged %u messages in one call; %u over the limit of %u were dropped",
