@@ -369,7 +369,7 @@ static void dump(struct sbx_sandbox *s, int rc, char *note, size_t cap)
                  "(core_dump_max_files %u)", dir, n, max_files);
         return;
     }
-    in.touched = sbx_vm_touched_pages(&s->vm);
+    in.touched = sbx_sandbox_touched_pages(s);
     path = core_path(s, dir);
     if (!path)
         sbx_fail(&why, SBX_E_NOMEM, "out of memory");

@@ -304,6 +304,14 @@ static int call_locked(struct sbx_sandbox *s, const char *name, const struct sbx
 
 bool sbx_sandbox_poisoned(const struct sbx_sandbox *s) { return s->poisoned; }
 
+/* In anonymous memory a page never touched is zero. A copy-on-write
+ * sandbox's untouched pages show the template: it is scanned whole. */
+uint64_t *sbx_sandbox_touched_pages(const struct sbx_sandbox *s)
+{
+    bool anonymous = !(s->tpl && s->cfg.mem_mode == SBX_MEM_COW);
+    return anonymous ? sbx_vm_touched_pages(&s->vm) : NULL;
+}
+
 void sbx_sandbox_set_name(struct sbx_sandbox *s, const char *path)
 {
     const char *slash = strrchr(path, '/');

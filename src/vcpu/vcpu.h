@@ -139,6 +139,9 @@ const struct sbx_guest_facts *sbx_sandbox_guest_facts(const struct sbx_sandbox *
 /* Describe f into the caller's out, up to out->sz (sbx_sandbox_function and
  * sbx_snapshot_function). */
 int sbx_func_info_out(const struct sbx_func *f, struct sbx_func_info *out, struct sbx_diag *diag);
+/* sandbox.c: a bit per page of s's memory that may be non-zero (snapshots,
+ * core files), or NULL: every page may be. */
+uint64_t *sbx_sandbox_touched_pages(const struct sbx_sandbox *s);
 /* sandbox.c: name s after the file it came from (core file names). */
 void sbx_sandbox_set_name(struct sbx_sandbox *s, const char *path);
 /* sandbox.c: tell the guest it was restored or reset (xchg.restored). */
