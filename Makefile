@@ -78,7 +78,8 @@ GUEST_LINK_FLAGS := -no-pie -T guest/guest.ld -Wl,-z,max-page-size=4096 -Wl,--bu
 GUEST_LIBC_LDFLAGS := -nostartfiles -static -L$(MUSL_DIR) $(GUEST_LINK_FLAGS)
 GUESTS      := $(BUILD)/guests/demo.elf $(BUILD)/guests/hostile.elf $(BUILD)/guests/plain.elf \
                $(BUILD)/guests/bench.elf $(BUILD)/guests/big.elf $(BUILD)/guests/libctest.elf \
-               $(BUILD)/guests/rules.elf $(BUILD)/guests/wordfreq.elf $(BUILD)/guests/crash.elf
+               $(BUILD)/guests/rules.elf $(BUILD)/guests/wordfreq.elf $(BUILD)/guests/crash.elf \
+               $(BUILD)/guests/crash-init.elf
 
 TESTS_NATIVE := $(BUILD)/tests/test_loader $(BUILD)/tests/test_snapshot $(BUILD)/tests/test_api \
                 $(BUILD)/tests/test_core
@@ -251,6 +252,13 @@ $(BUILD)/guests/bench.elf: $(BUILD)/guests/bench/bench.o $(GUEST_LIB) guest/gues
 # gdb sees every frame, argument and global.
 $(BUILD)/guests/crash/crash.o: GUEST_CFLAGS += -g -O0
 $(BUILD)/guests/crash.elf: $(BUILD)/guests/crash/crash.o $(GUEST_LIB) guest/guest.ld
+	@echo "  CC     $@"
+	$(Q)$(CC) $(GUEST_LDFLAGS) -o $@ $(GUEST_LIB) $<
+$(BUILD)/guests/crash/crash-init.o: guest/crash/crash.c $(GEN_HDRS) | $(DEPS_FIRST)
+	@mkdir -p $(@D)
+	@echo "  CC     $@"
+	$(Q)$(CC) $(GUEST_CFLAGS) -g -O0 -DCRASH_IN_INIT $(DEPFLAGS) -c $< -o $@
+$(BUILD)/guests/crash-init.elf: $(BUILD)/guests/crash/crash-init.o $(GUEST_LIB) guest/guest.ld
 	@echo "  CC     $@"
 	$(Q)$(CC) $(GUEST_LDFLAGS) -o $@ $(GUEST_LIB) $<
 

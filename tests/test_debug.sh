@@ -50,6 +50,16 @@ check "bt: the guest function called" "$tmp/gdb1" "^#3 .*crash \("
 check "print of a global shows its value" "$tmp/gdb1" '^\$1 = 41$'
 check "print of another global" "$tmp/gdb1" '^\$2 = 16$'
 
+echo "# a fault in the initialisation writes one too"
+mkdir "$tmp/icores"
+"$snapbox" run --core-dir "$tmp/icores" "$guests/crash-init.elf" sum_squares 1 >"$tmp/out" 2>"$tmp/err"
+status "a fault in init exits 10" 10 $?
+check "the error names the initialisation and the core file" "$tmp/err" "initialisation: .*core dump: $tmp/icores/crash-init\.elf-.*\.core"
+core=$(sed -n 's/.*core dump: \([^ ]*\.core\).*/\1/p' "$tmp/err")
+gdbb -ex bt "$guests/crash-init.elf" "${core:-none}" >"$tmp/gdb0"
+check "bt: the init function's call chain" "$tmp/gdb0" "^#[0-9] .*outer \(v=100\)"
+check "bt: the guest's init" "$tmp/gdb0" "^#[0-9] .*sbx_guest_init \("
+
 echo "# an abort and a timeout write core files too"
 "$snapbox" run --core-dir "$tmp/cores" "$elf" fill_and_crash 100000 >"$tmp/out" 2>"$tmp/err"
 status "an abort exits 9" 9 $?
@@ -101,12 +111,17 @@ port=$((port + 1))
 "$snapbox" call --gdb "127.0.0.1:$port" "$tmp/s.snap" sum_squares 3 >"$tmp/call.out" 2>"$tmp/call.err" &
 pid=$!
 gdbb -ex 'set tcp connect-timeout 60' -ex "target remote 127.0.0.1:$port" \
-     -ex "$brk square" -ex continue -ex 'print x' -ex continue -ex 'print x' \
+     -ex 'set breakpoint always-inserted on' \
+     -ex "$brk square" -ex continue -ex 'print x' -ex 'x/1xb $pc' \
+     -ex 'eval "maint packet m%lx,1", $pc' -ex continue -ex 'print x' \
      -ex 'delete' -ex 'stepi' -ex 'stepi' -ex 'print last_set' -ex detach "$elf" >"$tmp/gdb5"
 wait $pid
 status "the debugged call exits 0" 0 $?
 check "the breakpoint is hit" "$tmp/gdb5" "$hit, .*square \(x=1\)"
 check "and hit again, by the next call of the function" "$tmp/gdb5" '^\$2 = 2$'
+grep -E '^0x[0-9a-f]+ <square|^received' "$tmp/gdb5" | sed 's/^/#   /'
+byte=$(sed -n 's/^0x[0-9a-f]* <square+[0-9]*>:[[:space:]]*0x\([0-9a-f][0-9a-f]\)$/\1/p' "$tmp/gdb5")
+check "memory reads over the stub show the guest's byte, not the breakpoint's int3" "$tmp/gdb5" "received: \"${byte:-none}\""
 check "the snapshot's global, read over the stub" "$tmp/gdb5" '^\$3 = 1234$'
 check "gdb detaches" "$tmp/gdb5" "[Dd]etach"
 check "the call's result is correct" "$tmp/call.out" "^14$"
@@ -125,6 +140,15 @@ check "bt: its caller" "$tmp/gdb7" "^#1 .*middle \(v=8\)"
 check "the global at the fault" "$tmp/gdb7" '^\$1 = 7$'
 check "continuing ends the guest with the signal" "$tmp/gdb7" "terminated with signal SIGSEGV"
 check "the fault is reported as usual" "$tmp/f.err" "vector 14 \(#PF page fault\)"
+
+echo "# kill from gdb ends the run"
+port=$((port + 1))
+"$snapbox" run --gdb "127.0.0.1:$port" "$elf" sum_squares 2 >"$tmp/k.out" 2>"$tmp/k.err" &
+pid=$!
+gdbb -ex 'set tcp connect-timeout 60' -ex "target remote 127.0.0.1:$port" -ex kill "$elf" >"$tmp/gdb8"
+wait $pid
+status "a run killed from gdb exits 9" 9 $?
+check "saying so" "$tmp/k.err" "killed from gdb"
 
 echo "# the stub listens on loopback addresses only"
 "$snapbox" run --gdb "0.0.0.0:$port" "$elf" sum_squares 1 >"$tmp/out" 2>"$tmp/err"

@@ -3,7 +3,8 @@
  * frame, argument and global: a fault three calls deep, a global a call
  * sets, a loop for breakpoints and steps, a loop that never ends (timeouts)
  * and a fault after filling memory (core files of a large guest stay within
- * their bounds). */
+ * their bounds). Built again with CRASH_IN_INIT: a guest whose
+ * initialisation faults. */
 #include "sbx_guest.h"
 
 volatile int64_t marker;          /* set on the way to the fault */
@@ -73,6 +74,9 @@ static void fill_and_crash(const struct sbx_abi_value *a, struct sbx_abi_value *
 
 void sbx_guest_init(void)
 {
+#ifdef CRASH_IN_INIT /* crash-init.elf: initialisation itself faults */
+    outer(100);
+#endif
     sbx_register("sum_squares", SBX_T_I64, sum_squares, 1, SBX_T_I64);
     sbx_register("set_value", SBX_T_I64, set_value, 1, SBX_T_I64);
     sbx_register("crash", SBX_T_I64, crash, 1, SBX_T_I64);
