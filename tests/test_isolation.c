@@ -784,6 +784,31 @@ static void test_deadline_with_signal_ignored(void **state)
     sbx_template_free(t);
 }
 
+/* A sandbox with a gdb session (KVM_SET_GUEST_DEBUG, breakpoints written by
+ * the debugger, no deadline) is a debugging session only: reset, the way to
+ * the next request, refuses it; a plain sandbox of the same template still
+ * resets. */
+static void test_gdb_session_is_never_reset(void **state)
+{
+    (void)state;
+    struct sbx_template *t = hostile_template(MEM, 0, NULL);
+    SBX_OPTS(sbx_config, cfg, .deadline_ms = DEADLINE_MS, .gdb_addr = "127.0.0.1:0");
+    struct sbx_sandbox *s = NULL;
+    struct sbx_diag d = { 0 };
+    assert_int_equal(sbx_sandbox_from_template(t, &cfg, NULL, &s, &d), SBX_E_INVAL);
+    assert_non_null(strstr(d.msg, "not HOST:PORT"));
+    cfg.gdb_addr = "127.0.0.1:47391";
+    if (sbx_sandbox_from_template(t, &cfg, NULL, &s, &d))
+        fail_msg("from template with a gdb address: %s", d.msg);
+    assert_int_equal(sbx_sandbox_reset(s, &d), SBX_E_INVAL);
+    assert_non_null(strstr(d.msg, "debugging session only"));
+    sbx_sandbox_destroy(s);
+    s = sandbox_from(t, SBX_MEM_COPY, NULL, NULL);
+    assert_int_equal(sbx_sandbox_reset(s, &d), 0);
+    sbx_sandbox_destroy(s);
+    sbx_template_free(t);
+}
+
 /* A child process's status, or -1 if it had not ended within limit_s (then
  * it is killed). */
 static int wait_child(pid_t pid, double limit_s)
@@ -1340,6 +1365,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_calls_work_after_fork),
         cmocka_unit_test(test_deadline_with_signal_blocked),
         cmocka_unit_test(test_deadline_with_signal_ignored),
+        cmocka_unit_test(test_gdb_session_is_never_reset),
         cmocka_unit_test(test_differential_copy_pooled),
         cmocka_unit_test(test_differential_cow),
     };
