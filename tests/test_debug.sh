@@ -31,8 +31,6 @@ gdbb() {
         "$gdb" -batch -nx "$@" 2>&1
     fi
 }
-# The KVM test VM starts with its loopback down.
-ip link set lo up 2>/dev/null || true
 
 echo "# a fault three calls deep writes a core file that gdb reads"
 mkdir "$tmp/cores"

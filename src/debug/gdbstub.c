@@ -833,8 +833,16 @@ int sbx_gdb_guest_trap(struct sbx_sandbox *s, uint32_t vector, struct sbx_diag *
         for (size_t i = 0; i < g->nsw && !bp; i++)
             bp = g->sw[i].addr == at.rip - 1;
     bool stop = bp || !g->fault_shown;
-    if (stop)
+    if (stop) {
+        /* The exception is undone: so is what it wrote at the top of the IST
+         * stack (the CPU's frame and our %rax), which no guest code reads. */
+        uint64_t low = r.rsp - sizeof r.rax;
+        uint8_t *frame = low >= SBX_LAYOUT_IST_STACK && low < SBX_LAYOUT_IST_STACK_TOP
+                             ? sbx_mem_at(&s->vm, low, SBX_LAYOUT_IST_STACK_TOP - low) : NULL;
         r = at;
+        if (frame)
+            memset(frame, 0, SBX_LAYOUT_IST_STACK_TOP - low);
+    }
     r.rflags &= ~RFLAGS_TF; /* a single step's, KVM's own: not the guest's */
     r.rip -= bp;
     if (ioctl(s->vm.vcpu_fd, KVM_SET_REGS, &r) < 0)
