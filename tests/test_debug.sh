@@ -81,19 +81,41 @@ check "gdb reads the global the call set" "$tmp/gdb3" '^\$1 = 1234$'
 "$snapbox" coredump "$tmp/s.snap" >"$tmp/out" 2>&1
 status "coredump without -o is a usage error" 2 $?
 
+# session NAME GDB_COMMANDS SNAPBOX_ARG...: `snapbox SNAPBOX_ARG... --gdb` in
+# the background (stdout NAME.out, stderr NAME.err) and gdb connected to it
+# running GDB_COMMANDS, one per line (output NAME.gdb); snapbox's status in $rc.
+session() {
+    name=$1 cmds=$2
+    shift 2
+    port=$((port + 1))
+    "$snapbox" "$@" --gdb "127.0.0.1:$port" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+    pid=$!
+    set -- -ex 'set tcp connect-timeout 60' -ex "target remote 127.0.0.1:$port"
+    while IFS= read -r line; do
+        set -- "$@" -ex "$line"
+    done <<EOF
+$cmds
+EOF
+    gdbb "$@" "$elf" >"$tmp/$name.gdb"
+    wait $pid
+    rc=$?
+}
+
 echo "# run --gdb: break, continue, read an argument, step, continue to the end"
-"$snapbox" run --gdb "127.0.0.1:$port" "$elf" sum_squares 4 >"$tmp/run.out" 2>"$tmp/run.err" &
-pid=$!
-gdbb -ex 'set tcp connect-timeout 60' -ex "target remote 127.0.0.1:$port" \
-     -ex 'print $pc' -ex 'break square' -ex continue -ex 'print x' -ex 'next' -ex 'print y' \
-     -ex 'delete' -ex continue "$elf" >"$tmp/gdb4"
-wait $pid
-status "the debugged run exits 0" 0 $?
-check "gdb stops before the first instruction (_start)" "$tmp/gdb4" '^\$1 = .*<_start>'
-check "the breakpoint is hit, with its argument" "$tmp/gdb4" "Breakpoint 1, .*square \(x=1\)"
-check "print of the argument" "$tmp/gdb4" '^\$2 = 1$'
-check "a step runs the next line" "$tmp/gdb4" '^\$3 = 1$'
-check "the guest runs to the end" "$tmp/gdb4" "exited normally"
+session run 'print $pc
+break square
+continue
+print x
+next
+print y
+delete
+continue' run "$elf" sum_squares 4
+status "the debugged run exits 0" 0 $rc
+check "gdb stops before the first instruction (_start)" "$tmp/run.gdb" '^\$1 = .*<_start>'
+check "the breakpoint is hit, with its argument" "$tmp/run.gdb" "Breakpoint 1, .*square \(x=1\)"
+check "print of the argument" "$tmp/run.gdb" '^\$2 = 1$'
+check "a step runs the next line" "$tmp/run.gdb" '^\$3 = 1$'
+check "the guest runs to the end" "$tmp/run.gdb" "exited normally"
 check "the call's result is correct" "$tmp/run.out" "^30$"
 
 # QEMU's TCG does not load DR7 on a nested VMRUN, so in the KVM test VM a
@@ -105,48 +127,46 @@ else
     echo "# call --gdb: a hardware breakpoint, single steps, detach"
     brk=hbreak hit="Hardware assisted breakpoint 1"
 fi
-port=$((port + 1))
-"$snapbox" call --gdb "127.0.0.1:$port" "$tmp/s.snap" sum_squares 3 >"$tmp/call.out" 2>"$tmp/call.err" &
-pid=$!
-gdbb -ex 'set tcp connect-timeout 60' -ex "target remote 127.0.0.1:$port" \
-     -ex 'set breakpoint always-inserted on' \
-     -ex "$brk square" -ex continue -ex 'print x' -ex 'x/1xb $pc' \
-     -ex 'eval "maint packet m%lx,1", $pc' -ex continue -ex 'print x' \
-     -ex 'delete' -ex 'stepi' -ex 'stepi' -ex 'print last_set' -ex detach "$elf" >"$tmp/gdb5"
-wait $pid
-status "the debugged call exits 0" 0 $?
-check "the breakpoint is hit" "$tmp/gdb5" "$hit, .*square \(x=1\)"
-check "and hit again, by the next call of the function" "$tmp/gdb5" '^\$2 = 2$'
-grep -E '^0x[0-9a-f]+ <square|^received' "$tmp/gdb5" | sed 's/^/#   /'
-byte=$(sed -n 's/^0x[0-9a-f]* <square+[0-9]*>:[[:space:]]*0x\([0-9a-f][0-9a-f]\)$/\1/p' "$tmp/gdb5")
-check "memory reads over the stub show the guest's byte, not the breakpoint's int3" "$tmp/gdb5" "received: \"${byte:-none}\""
-check "the snapshot's global, read over the stub" "$tmp/gdb5" '^\$3 = 1234$'
-check "gdb detaches" "$tmp/gdb5" "[Dd]etach"
+session call "set breakpoint always-inserted on
+$brk square
+continue
+print x
+x/1xb \$pc
+eval \"maint packet m%lx,1\", \$pc
+continue
+print x
+delete
+stepi
+stepi
+print last_set
+detach" call "$tmp/s.snap" sum_squares 3
+status "the debugged call exits 0" 0 $rc
+check "the breakpoint is hit" "$tmp/call.gdb" "$hit, .*square \(x=1\)"
+check "and hit again, by the next call of the function" "$tmp/call.gdb" '^\$2 = 2$'
+grep -E '^0x[0-9a-f]+ <square|^received' "$tmp/call.gdb" | sed 's/^/#   /'
+byte=$(sed -n 's/^0x[0-9a-f]* <square+[0-9]*>:[[:space:]]*0x\([0-9a-f][0-9a-f]\)$/\1/p' "$tmp/call.gdb")
+check "memory reads over the stub show the guest's byte, not the breakpoint's int3" "$tmp/call.gdb" "received: \"${byte:-none}\""
+check "the snapshot's global, read over the stub" "$tmp/call.gdb" '^\$3 = 1234$'
+check "gdb detaches" "$tmp/call.gdb" "[Dd]etach"
 check "the call's result is correct" "$tmp/call.out" "^14$"
 
 echo "# run --gdb: a fault stops in gdb where it happened; continuing ends the run"
-port=$((port + 1))
-"$snapbox" run --gdb "127.0.0.1:$port" "$elf" crash 7 >"$tmp/f.out" 2>"$tmp/f.err" &
-pid=$!
-gdbb -ex 'set tcp connect-timeout 60' -ex "target remote 127.0.0.1:$port" \
-     -ex continue -ex bt -ex 'print marker' -ex continue "$elf" >"$tmp/gdb7"
-wait $pid
-status "the run still ends in the fault" 10 $?
-check "gdb stops at the fault" "$tmp/gdb7" "received signal SIGSEGV"
-check "bt at the fault" "$tmp/gdb7" "^#0 .*innermost \(v=9\)"
-check "bt: its caller" "$tmp/gdb7" "^#1 .*middle \(v=8\)"
-check "the global at the fault" "$tmp/gdb7" '^\$1 = 7$'
-check "continuing ends the guest with the signal" "$tmp/gdb7" "terminated with signal SIGSEGV"
-check "the fault is reported as usual" "$tmp/f.err" "vector 14 \(#PF page fault\)"
+session fault 'continue
+bt
+print marker
+continue' run "$elf" crash 7
+status "the run still ends in the fault" 10 $rc
+check "gdb stops at the fault" "$tmp/fault.gdb" "received signal SIGSEGV"
+check "bt at the fault" "$tmp/fault.gdb" "^#0 .*innermost \(v=9\)"
+check "bt: its caller" "$tmp/fault.gdb" "^#1 .*middle \(v=8\)"
+check "the global at the fault" "$tmp/fault.gdb" '^\$1 = 7$'
+check "continuing ends the guest with the signal" "$tmp/fault.gdb" "terminated with signal SIGSEGV"
+check "the fault is reported as usual" "$tmp/fault.err" "vector 14 \(#PF page fault\)"
 
 echo "# kill from gdb ends the run"
-port=$((port + 1))
-"$snapbox" run --gdb "127.0.0.1:$port" "$elf" sum_squares 2 >"$tmp/k.out" 2>"$tmp/k.err" &
-pid=$!
-gdbb -ex 'set tcp connect-timeout 60' -ex "target remote 127.0.0.1:$port" -ex kill "$elf" >"$tmp/gdb8"
-wait $pid
-status "a run killed from gdb exits 9" 9 $?
-check "saying so" "$tmp/k.err" "killed from gdb"
+session kill kill run "$elf" sum_squares 2
+status "a run killed from gdb exits 9" 9 $rc
+check "saying so" "$tmp/kill.err" "killed from gdb"
 
 echo "# the stub listens on loopback addresses only"
 "$snapbox" run --gdb "0.0.0.0:$port" "$elf" sum_squares 1 >"$tmp/out" 2>"$tmp/err"
