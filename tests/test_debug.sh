@@ -24,6 +24,8 @@ check() {
 status() {
     if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1 (exit status $3, wanted $2)"; fi
 }
+# core_named FILE: the core file an error message in FILE names.
+core_named() { sed -n 's/.*core dump: \([^ ]*\.core\).*/\1/p' "$1"; }
 gdbb() {
     if [ -n "${SBX_GDB_DATA:-}" ]; then
         "$gdb" -batch -nx --data-directory="$SBX_GDB_DATA" "$@" 2>&1
@@ -53,7 +55,7 @@ mkdir "$tmp/icores"
 "$snapbox" run --core-dir "$tmp/icores" "$guests/crash-init.elf" sum_squares 1 >"$tmp/out" 2>"$tmp/err"
 status "a fault in init exits 10" 10 $?
 check "the error names the initialisation and the core file" "$tmp/err" "initialisation: .*core dump: $tmp/icores/crash-init\.elf-.*\.core"
-core=$(sed -n 's/.*core dump: \([^ ]*\.core\).*/\1/p' "$tmp/err")
+core=$(core_named "$tmp/err")
 gdbb -ex bt "$guests/crash-init.elf" "${core:-none}" >"$tmp/gdb0"
 check "bt: the init function's call chain" "$tmp/gdb0" "^#[0-9] .*outer \(v=100\)"
 check "bt: the guest's init" "$tmp/gdb0" "^#[0-9] .*sbx_guest_init \("
@@ -65,7 +67,7 @@ check "the abort's error names the core file" "$tmp/err" "core dump: $tmp/cores/
 "$snapbox" run --core-dir "$tmp/cores" "$elf" spin 1 >"$tmp/out" 2>"$tmp/err"
 status "a timeout exits 11" 11 $?
 check "the timeout's error names the core file" "$tmp/err" "core dump: $tmp/cores/crash\.elf-.*\.core"
-core=$(sed -n 's/.*core dump: \([^ ]*\.core\).*/\1/p' "$tmp/err")
+core=$(core_named "$tmp/err")
 gdbb -ex bt "$elf" "${core:-none}" >"$tmp/gdb2"
 check "bt of the timeout: the spinning function" "$tmp/gdb2" "^#[01] .*spin \("
 count=$(ls "$tmp/cores" | grep -c '\.core$')
