@@ -29,10 +29,10 @@
 #include "debug/debug.h"
 
 #define PKT_MAX 4096u    /* payload bytes of a packet, both ways (PacketSize) */
+#define TARGET_XML_MAX 8192u /* bytes of target.xml at most */
 #define MAX_SW_BP 64u    /* software breakpoints at once */
 #define MAX_RESEND 8     /* NAKs of one packet before the session is given up */
 #define INT3 0xcc
-#define NREGS 57u        /* the registers of target.xml, in its order */
 #define SIGTRAP_ 5       /* GDB's signal numbers */
 #define RFLAGS_TF (1ull << 8)
 
@@ -60,11 +60,42 @@ struct sbx_gdb {
     size_t rlen, rpos;
     char pkt[PKT_MAX + 1];
     char out[2 * PKT_MAX + 8];
+    char xml[TARGET_XML_MAX]; /* target.xml */
 };
 
-/* The register layout gdb gets: org.gnu.gdb.i386 core and sse features of
- * x86-64, as gdb's own 64bit-core.xml and 64bit-sse.xml number them. */
-static const char target_xml[] =
+/* The registers gdb gets, in the order of the 'g' packet: gdb's numbering
+ * of x86-64 (its 64bit-core.xml, then 64bit-sse.xml from xmm0 on). */
+static const struct reg {
+    const char *name;
+    unsigned bits;
+    const char *type;
+} regs[] = {
+    { "rax", 64, "int64" }, { "rbx", 64, "int64" }, { "rcx", 64, "int64" },
+    { "rdx", 64, "int64" }, { "rsi", 64, "int64" }, { "rdi", 64, "int64" },
+    { "rbp", 64, "data_ptr" }, { "rsp", 64, "data_ptr" }, { "r8", 64, "int64" },
+    { "r9", 64, "int64" }, { "r10", 64, "int64" }, { "r11", 64, "int64" },
+    { "r12", 64, "int64" }, { "r13", 64, "int64" }, { "r14", 64, "int64" },
+    { "r15", 64, "int64" }, { "rip", 64, "code_ptr" }, { "eflags", 32, "i386_eflags" },
+    { "cs", 32, "int32" }, { "ss", 32, "int32" }, { "ds", 32, "int32" },
+    { "es", 32, "int32" }, { "fs", 32, "int32" }, { "gs", 32, "int32" },
+    { "st0", 80, "i387_ext" }, { "st1", 80, "i387_ext" }, { "st2", 80, "i387_ext" },
+    { "st3", 80, "i387_ext" }, { "st4", 80, "i387_ext" }, { "st5", 80, "i387_ext" },
+    { "st6", 80, "i387_ext" }, { "st7", 80, "i387_ext" }, { "fctrl", 32, "int" },
+    { "fstat", 32, "int" }, { "ftag", 32, "int" }, { "fiseg", 32, "int" },
+    { "fioff", 32, "int" }, { "foseg", 32, "int" }, { "fooff", 32, "int" },
+    { "fop", 32, "int" },
+    { "xmm0", 128, "vec128" }, { "xmm1", 128, "vec128" }, { "xmm2", 128, "vec128" },
+    { "xmm3", 128, "vec128" }, { "xmm4", 128, "vec128" }, { "xmm5", 128, "vec128" },
+    { "xmm6", 128, "vec128" }, { "xmm7", 128, "vec128" }, { "xmm8", 128, "vec128" },
+    { "xmm9", 128, "vec128" }, { "xmm10", 128, "vec128" }, { "xmm11", 128, "vec128" },
+    { "xmm12", 128, "vec128" }, { "xmm13", 128, "vec128" }, { "xmm14", 128, "vec128" },
+    { "xmm15", 128, "vec128" }, { "mxcsr", 32, "int" },
+};
+#define NREGS (sizeof regs / sizeof regs[0])
+#define FIRST_SSE_REG 40u /* xmm0: the sse feature begins */
+
+/* target.xml: the types the table names, then its registers. */
+static const char xml_head[] =
     "<?xml version=\"1.0\"?><!DOCTYPE target SYSTEM \"gdb-target.dtd\">"
     "<target version=\"1.0\"><architecture>i386:x86-64</architecture>"
     "<feature name=\"org.gnu.gdb.i386.core\">"
@@ -72,32 +103,8 @@ static const char target_xml[] =
     "<field name=\"PF\" start=\"2\" end=\"2\"/><field name=\"ZF\" start=\"6\" end=\"6\"/>"
     "<field name=\"SF\" start=\"7\" end=\"7\"/><field name=\"TF\" start=\"8\" end=\"8\"/>"
     "<field name=\"IF\" start=\"9\" end=\"9\"/><field name=\"OF\" start=\"11\" end=\"11\"/>"
-    "</flags>"
-    "<reg name=\"rax\" bitsize=\"64\" type=\"int64\"/><reg name=\"rbx\" bitsize=\"64\" type=\"int64\"/>"
-    "<reg name=\"rcx\" bitsize=\"64\" type=\"int64\"/><reg name=\"rdx\" bitsize=\"64\" type=\"int64\"/>"
-    "<reg name=\"rsi\" bitsize=\"64\" type=\"int64\"/><reg name=\"rdi\" bitsize=\"64\" type=\"int64\"/>"
-    "<reg name=\"rbp\" bitsize=\"64\" type=\"data_ptr\"/><reg name=\"rsp\" bitsize=\"64\" type=\"data_ptr\"/>"
-    "<reg name=\"r8\" bitsize=\"64\" type=\"int64\"/><reg name=\"r9\" bitsize=\"64\" type=\"int64\"/>"
-    "<reg name=\"r10\" bitsize=\"64\" type=\"int64\"/><reg name=\"r11\" bitsize=\"64\" type=\"int64\"/>"
-    "<reg name=\"r12\" bitsize=\"64\" type=\"int64\"/><reg name=\"r13\" bitsize=\"64\" type=\"int64\"/>"
-    "<reg name=\"r14\" bitsize=\"64\" type=\"int64\"/><reg name=\"r15\" bitsize=\"64\" type=\"int64\"/>"
-    "<reg name=\"rip\" bitsize=\"64\" type=\"code_ptr\"/>"
-    "<reg name=\"eflags\" bitsize=\"32\" type=\"i386_eflags\"/>"
-    "<reg name=\"cs\" bitsize=\"32\" type=\"int32\"/><reg name=\"ss\" bitsize=\"32\" type=\"int32\"/>"
-    "<reg name=\"ds\" bitsize=\"32\" type=\"int32\"/><reg name=\"es\" bitsize=\"32\" type=\"int32\"/>"
-    "<reg name=\"fs\" bitsize=\"32\" type=\"int32\"/><reg name=\"gs\" bitsize=\"32\" type=\"int32\"/>"
-    "<reg name=\"st0\" bitsize=\"80\" type=\"i387_ext\"/><reg name=\"st1\" bitsize=\"80\" type=\"i387_ext\"/>"
-    "<reg name=\"st2\" bitsize=\"80\" type=\"i387_ext\"/><reg name=\"st3\" bitsize=\"80\" type=\"i387_ext\"/>"
-    "<reg name=\"st4\" bitsize=\"80\" type=\"i387_ext\"/><reg name=\"st5\" bitsize=\"80\" type=\"i387_ext\"/>"
-    "<reg name=\"st6\" bitsize=\"80\" type=\"i387_ext\"/><reg name=\"st7\" bitsize=\"80\" type=\"i387_ext\"/>"
-    "<reg name=\"fctrl\" bitsize=\"32\" type=\"int\" group=\"float\"/>"
-    "<reg name=\"fstat\" bitsize=\"32\" type=\"int\" group=\"float\"/>"
-    "<reg name=\"ftag\" bitsize=\"32\" type=\"int\" group=\"float\"/>"
-    "<reg name=\"fiseg\" bitsize=\"32\" type=\"int\" group=\"float\"/>"
-    "<reg name=\"fioff\" bitsize=\"32\" type=\"int\" group=\"float\"/>"
-    "<reg name=\"foseg\" bitsize=\"32\" type=\"int\" group=\"float\"/>"
-    "<reg name=\"fooff\" bitsize=\"32\" type=\"int\" group=\"float\"/>"
-    "<reg name=\"fop\" bitsize=\"32\" type=\"int\" group=\"float\"/>"
+    "</flags>";
+static const char xml_sse[] =
     "</feature><feature name=\"org.gnu.gdb.i386.sse\">"
     "<vector id=\"v4f\" type=\"ieee_single\" count=\"4\"/>"
     "<vector id=\"v2d\" type=\"ieee_double\" count=\"2\"/>"
@@ -108,28 +115,25 @@ static const char target_xml[] =
     "<union id=\"vec128\"><field name=\"v4_float\" type=\"v4f\"/>"
     "<field name=\"v2_double\" type=\"v2d\"/><field name=\"v16_int8\" type=\"v16i8\"/>"
     "<field name=\"v8_int16\" type=\"v8i16\"/><field name=\"v4_int32\" type=\"v4i32\"/>"
-    "<field name=\"v2_int64\" type=\"v2i64\"/><field name=\"uint128\" type=\"uint128\"/></union>"
-    "<reg name=\"xmm0\" bitsize=\"128\" type=\"vec128\"/><reg name=\"xmm1\" bitsize=\"128\" type=\"vec128\"/>"
-    "<reg name=\"xmm2\" bitsize=\"128\" type=\"vec128\"/><reg name=\"xmm3\" bitsize=\"128\" type=\"vec128\"/>"
-    "<reg name=\"xmm4\" bitsize=\"128\" type=\"vec128\"/><reg name=\"xmm5\" bitsize=\"128\" type=\"vec128\"/>"
-    "<reg name=\"xmm6\" bitsize=\"128\" type=\"vec128\"/><reg name=\"xmm7\" bitsize=\"128\" type=\"vec128\"/>"
-    "<reg name=\"xmm8\" bitsize=\"128\" type=\"vec128\"/><reg name=\"xmm9\" bitsize=\"128\" type=\"vec128\"/>"
-    "<reg name=\"xmm10\" bitsize=\"128\" type=\"vec128\"/><reg name=\"xmm11\" bitsize=\"128\" type=\"vec128\"/>"
-    "<reg name=\"xmm12\" bitsize=\"128\" type=\"vec128\"/><reg name=\"xmm13\" bitsize=\"128\" type=\"vec128\"/>"
-    "<reg name=\"xmm14\" bitsize=\"128\" type=\"vec128\"/><reg name=\"xmm15\" bitsize=\"128\" type=\"vec128\"/>"
-    "<reg name=\"mxcsr\" bitsize=\"32\" type=\"int\" group=\"vector\"/>"
-    "</feature></target>";
+    "<field name=\"v2_int64\" type=\"v2i64\"/><field name=\"uint128\" type=\"uint128\"/></union>";
+static const char xml_tail[] = "</feature></target>";
 
-/* Bytes of register i in the 'g' packet (target_xml's order). */
+/* The whole of target.xml into out (TARGET_XML_MAX bytes are enough). */
+static void target_xml(char *out, size_t cap)
+{
+    size_t n = (size_t)snprintf(out, cap, "%s", xml_head);
+    for (unsigned i = 0; i < NREGS && n < cap; i++)
+        n += (size_t)snprintf(out + n, cap - n, "%s<reg name=\"%s\" bitsize=\"%u\" type=\"%s\"/>",
+                              i == FIRST_SSE_REG ? xml_sse : "", regs[i].name, regs[i].bits,
+                              regs[i].type);
+    if (n < cap)
+        snprintf(out + n, cap - n, "%s", xml_tail);
+}
+
+/* Bytes of register i in the 'g' packet. */
 static unsigned reg_size(unsigned i)
 {
-    if (i <= 16)
-        return 8;                /* rax..r15, rip */
-    if (i >= 24 && i <= 31)
-        return 10;               /* st0..st7 */
-    if (i >= 40 && i <= 55)
-        return 16;               /* xmm0..xmm15 */
-    return 4;                    /* eflags, segments, x87 control, mxcsr */
+    return regs[i].bits / 8;
 }
 
 static size_t reg_offset(unsigned n)
@@ -140,7 +144,8 @@ static size_t reg_offset(unsigned n)
     return off;
 }
 
-#define REGS_BYTES 536u /* reg_offset(NREGS) */
+#define REGS_BYTES 536u /* reg_offset(NREGS): what cpu_to_buf fills */
+_Static_assert(sizeof regs / sizeof regs[0] == 57, "the registers cpu_to_buf fills, in order");
 
 /* ---- Addresses ------------------------------------------------------------------ */
 
@@ -551,7 +556,7 @@ static void registers(struct sbx_sandbox *s, const char *pkt, char *out)
 }
 
 /* qXfer:features:read:target.xml:OFFSET,LENGTH */
-static void features(const char *pkt, char *out)
+static void features(const char *xml, const char *pkt, char *out)
 {
     static const char prefix[] = "qXfer:features:read:target.xml:";
     uint64_t off, len;
@@ -561,7 +566,7 @@ static void features(const char *pkt, char *out)
         strcpy(out, "E00");
         return;
     }
-    size_t total = sizeof target_xml - 1;
+    size_t total = strlen(xml);
     if (len > PKT_MAX - 2)
         len = PKT_MAX - 2;
     if (off >= total) {
@@ -570,16 +575,16 @@ static void features(const char *pkt, char *out)
     }
     size_t n = total - off < len ? total - off : (size_t)len;
     out[0] = off + n >= total ? 'l' : 'm';
-    memcpy(out + 1, target_xml + off, n);
+    memcpy(out + 1, xml + off, n);
     out[1 + n] = '\0';
 }
 
-static void query(const char *pkt, char *out)
+static void query(const char *xml, const char *pkt, char *out)
 {
     if (!strncmp(pkt, "qSupported", 10))
         snprintf(out, PKT_MAX, "PacketSize=%x;qXfer:features:read+", PKT_MAX);
     else if (!strncmp(pkt, "qXfer:features:read:", 20))
-        features(pkt, out);
+        features(xml, pkt, out);
     else if (!strcmp(pkt, "qAttached"))
         strcpy(out, "1");
     else if (!strcmp(pkt, "qC"))
@@ -660,7 +665,7 @@ static enum verdict command(struct sbx_sandbox *s, const char *pkt, char *out)
         strcpy(out, "OK");
         break;
     case 'q':
-        query(pkt, out);
+        query(s->gdb->xml, pkt, out);
         break;
     default:
         break; /* empty: not supported (X, vCont, vFile, ...) */
@@ -739,6 +744,7 @@ static int sbx_gdb_new(struct sbx_sandbox *s, struct sbx_diag *diag)
         return sbx_fail(diag, SBX_E_NOMEM, "out of memory for the gdb stub");
     g->listen_fd = g->fd = -1;
     snprintf(g->addr, sizeof g->addr, "%s", s->cfg.gdb_addr);
+    target_xml(g->xml, sizeof g->xml);
     s->gdb = g;
     return listen_on(g, diag);
 }
