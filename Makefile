@@ -42,7 +42,8 @@ SHLIB     := $(BUILD)/libsnapbox.so.$(VERSION_STRING)
 LIB_MAP   := src/libsnapbox.map
 GEN_HDRS  := $(GEN)/snapbox_version.h $(GEN)/sbx_version.h
 
-LIB_SRCS  := $(wildcard src/common/*.c src/loader/*.c src/vcpu/*.c src/snapshot/*.c src/oci/*.c)
+LIB_SRCS  := $(wildcard src/common/*.c src/loader/*.c src/vcpu/*.c src/snapshot/*.c src/oci/*.c \
+                           src/debug/*.c)
 CLI_SRCS  := $(wildcard src/cli/*.c src/serve/*.c)
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 SAN_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/san/%.o)
@@ -80,9 +81,11 @@ GUEST_LINK_FLAGS := -no-pie -T guest/guest.ld -Wl,-z,max-page-size=4096 -Wl,--bu
 GUEST_LIBC_LDFLAGS := -nostartfiles -static -L$(MUSL_DIR) $(GUEST_LINK_FLAGS)
 GUESTS      := $(BUILD)/guests/demo.elf $(BUILD)/guests/hostile.elf $(BUILD)/guests/plain.elf \
                $(BUILD)/guests/bench.elf $(BUILD)/guests/big.elf $(BUILD)/guests/libctest.elf \
-               $(BUILD)/guests/rules.elf $(BUILD)/guests/wordfreq.elf
+               $(BUILD)/guests/rules.elf $(BUILD)/guests/wordfreq.elf $(BUILD)/guests/crash.elf \
+               $(BUILD)/guests/crash-init.elf
 
-TESTS_NATIVE := $(BUILD)/tests/test_loader $(BUILD)/tests/test_snapshot $(BUILD)/tests/test_api
+TESTS_NATIVE := $(BUILD)/tests/test_loader $(BUILD)/tests/test_snapshot $(BUILD)/tests/test_api \
+                $(BUILD)/tests/test_core
 TESTS_KVM    := $(BUILD)/tests/test_kvm $(BUILD)/tests/test_template $(BUILD)/tests/test_crash \
                 $(BUILD)/tests/test_libc $(BUILD)/tests/test_isolation $(BUILD)/tests/test_ready
 CRASH_SHIM   := $(BUILD)/tests/crashshim.so
@@ -249,6 +252,20 @@ $(BUILD)/guests/bench.elf: $(BUILD)/guests/bench/bench.o $(GUEST_LIB) guest/gues
 	@echo "  CC     $@"
 	$(Q)$(CC) $(GUEST_LDFLAGS) -o $@ $(GUEST_LIB) $<
 
+# The debugging tests' guest: debug information and no optimisation, so
+# gdb sees every frame, argument and global.
+$(BUILD)/guests/crash/crash.o: GUEST_CFLAGS += -g -O0
+$(BUILD)/guests/crash.elf: $(BUILD)/guests/crash/crash.o $(GUEST_LIB) guest/guest.ld
+	@echo "  CC     $@"
+	$(Q)$(CC) $(GUEST_LDFLAGS) -o $@ $(GUEST_LIB) $<
+$(BUILD)/guests/crash/crash-init.o: guest/crash/crash.c $(GEN_HDRS) | $(DEPS_FIRST)
+	@mkdir -p $(@D)
+	@echo "  CC     $@"
+	$(Q)$(CC) $(GUEST_CFLAGS) -g -O0 -DCRASH_IN_INIT $(DEPFLAGS) -c $< -o $@
+$(BUILD)/guests/crash-init.elf: $(BUILD)/guests/crash/crash-init.o $(GUEST_LIB) guest/guest.ld
+	@echo "  CC     $@"
+	$(Q)$(CC) $(GUEST_LDFLAGS) -o $@ $(GUEST_LIB) $<
+
 # A guest without the guest library and without a version note.
 $(BUILD)/guests/plain.elf: guest/plain/plain.S guest/guest.ld $(GEN_HDRS) | $(DEPS_FIRST)
 	@mkdir -p $(@D)
@@ -335,6 +352,14 @@ check-oci: all $(SAN_CLI) $(BUILD)/tests/test_oci_parse
 	@echo "== tests/test_oci.sh"; SNAPBOX_CLI=$(SAN_CLI) sh tests/test_oci.sh $(BUILD)
 	@echo "== tests/test_oci_kvm.sh"; sh tests/test_oci_kvm.sh $(BUILD)
 check: check-oci
+
+# Debugging guests: core files and the gdb stub, checked with Debian's gdb
+# in batch mode against real KVM (natively or inside the KVM test VM).
+.PHONY: check-debug
+check-debug: all
+	@echo "== tests/test_debug.sh"
+	sh tests/run-debug.sh $(BUILD)
+check: check-debug
 
 # ---- fuzzing: libFuzzer builds (clang) and gcc replay builds of each target ----
 $(BUILD)/fuzz/seed: tests/fuzz/seed.c $(SAN_OBJS)

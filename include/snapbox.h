@@ -326,7 +326,34 @@ struct sbx_config {
      * default one below the image; a larger one, a multiple of 4 KiB up to
      * SBX_MAX_XCHG_SIZE, goes above the image. Kept by snapshots. */
     uint64_t xchg_size;
+    /* Core dumps: when a call or the initialisation ends in a guest fault,
+     * an abort or a timeout, an ELF core file of the guest (registers at the
+     * fault in an NT_PRSTATUS note, non-zero memory at the guest's own
+     * addresses; `gdb GUEST.elf FILE`) is written atomically into this
+     * directory as NAME-YYYYMMDDTHHMMSSZ-PID-N.core, NAME from the guest or
+     * snapshot file, and the error message names it (or says why none was
+     * written). NULL (the default): no core dumps. */
+    const char *core_dump_dir;
+    /* Bytes of one core file at most; memory past the limit (in address
+     * order: system pages, stack, image, heap) is left out, and the message
+     * says so. 0: SBX_DEFAULT_CORE_MAX_BYTES. */
+    uint64_t core_dump_max_bytes;
+    /* .core files core_dump_dir may hold; when it holds this many, no core
+     * is written (nothing is deleted). 0: SBX_DEFAULT_CORE_MAX_FILES. */
+    uint32_t core_dump_max_files;
+    /* "127.0.0.1:PORT" (or "[::1]:PORT"): a debugging session. The
+     * sandbox's first run (sbx_sandbox_create: before the guest's first
+     * instruction; a restored sandbox: the first call's entry) waits for gdb
+     * to connect there (`target remote 127.0.0.1:PORT`) and serves the GDB
+     * remote protocol: registers, memory, software and hardware breakpoints,
+     * single step, continue, detach, kill. Loopback addresses only (another
+     * is SBX_E_INVAL). The deadline does not apply while gdb is attached, and
+     * such a sandbox cannot be reset (SBX_E_INVAL): it is for debugging only.
+     * NULL (the default): none. */
+    const char *gdb_addr;
 };
+#define SBX_DEFAULT_CORE_MAX_BYTES (UINT64_C(256) << 20)
+#define SBX_DEFAULT_CORE_MAX_FILES 16u
 #define SBX_DEFAULT_XCHG_SIZE (256ull << 10)
 #define SBX_MAX_XCHG_SIZE (64ull << 20)
 #define SBX_DEFAULT_STACK_SIZE (700ull << 10)
@@ -473,6 +500,15 @@ SBX_API int sbx_snapshot_check_compat(const struct sbx_snapshot *snap,
 
 /* Decompress every chunk into scratch memory and check its size (no KVM). */
 SBX_API int sbx_snapshot_verify(const struct sbx_snapshot *snap, struct sbx_diag *diag);
+
+/* Write the snapshot's guest as an ELF core file at path (atomically, as
+ * sbx_snapshot_write): the recorded registers and the non-zero memory, so
+ * that `gdb GUEST.elf path` shows what was frozen. No KVM needed; snap must
+ * be complete (sbx_snapshot_open). max_bytes: 0 for
+ * SBX_DEFAULT_CORE_MAX_BYTES; memory past it is left out, and *truncated
+ * (may be NULL) says so. */
+SBX_API int sbx_snapshot_write_core(const struct sbx_snapshot *snap, const char *path,
+                                   uint64_t max_bytes, bool *truncated, struct sbx_diag *diag);
 
 /* Fill *out up to out->sz; SBX_E_INVAL if out->sz is bad. */
 SBX_API int sbx_snapshot_info(const struct sbx_snapshot *snap, struct sbx_snapshot_info *out,

@@ -1,6 +1,6 @@
 #!/bin/sh
 # deps.sh - install the Debian packages snapbox needs, only those missing.
-# usage: scripts/deps.sh [build|vm|bench|fuzz|valgrind|oci|all]   (default: all)
+# usage: scripts/deps.sh [build|vm|bench|fuzz|valgrind|oci|debug|all]   (default: all)
 #   build: compiler-side libraries (libelf, lz4, xxHash, cmocka, binutils), and
 #          pkg-config, g++ and man (man-db, groff-base) for the install test,
 #          libmicrohttpd (`snapbox serve`) and curl (its test)
@@ -10,6 +10,7 @@
 #   fuzz:  clang with libFuzzer and its sanitizer runtimes (`make fuzz`)
 #   valgrind: memcheck for `make check-valgrind`
 #   oci:   a registry and its tools for `make check-oci` (tests/test_oci.sh)
+#   debug: gdb, which the debugging suite drives (tests/run-debug.sh)
 # Set SNAPBOX_NO_INSTALL=1 to only report what is missing.
 set -eu
 what=${1:-all}
@@ -19,6 +20,7 @@ bench_pkgs="lz4 gnuplot-nox wrk"
 fuzz_pkgs="clang libclang-rt-dev"   # libFuzzer and the sanitizer runtimes are only recommended by clang
 valgrind_pkgs="valgrind libc6-dbg"
 oci_pkgs="docker-registry skopeo apache2-utils openssl curl"
+debug_pkgs="gdb"
 case "$what" in
     build) pkgs=$build_pkgs ;;
     vm) pkgs=$vm_pkgs ;;
@@ -26,8 +28,9 @@ case "$what" in
     fuzz) pkgs=$fuzz_pkgs ;;
     valgrind) pkgs=$valgrind_pkgs ;;
     oci) pkgs=$oci_pkgs ;;
-    all) pkgs="$build_pkgs $vm_pkgs $bench_pkgs $fuzz_pkgs $valgrind_pkgs $oci_pkgs" ;;
-    *) echo "deps.sh: unknown set '$what' (build, vm, bench, fuzz, valgrind, oci or all)" >&2; exit 2 ;;
+    debug) pkgs=$debug_pkgs ;;
+    all) pkgs="$build_pkgs $vm_pkgs $bench_pkgs $fuzz_pkgs $valgrind_pkgs $oci_pkgs $debug_pkgs" ;;
+    *) echo "deps.sh: unknown set '$what' (build, vm, bench, fuzz, valgrind, oci, debug or all)" >&2; exit 2 ;;
 esac
 
 missing=""

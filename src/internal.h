@@ -84,7 +84,8 @@ int sbx_read_file(const char *path, uint64_t max_size, uint8_t **out, size_t *si
  * content and nothing is left beside it; a process killed while writing
  * leaves nothing either, except in the instant between naming and renaming
  * (a complete "PATH.tmp.PID.N"). File systems without O_TMPFILE get a named
- * temporary file instead. Write (and read back) through a->fd; begin and
+ * temporary file instead. The file gets mode (0644 for outputs anyone may
+ * read, 0600 for ones holding guest memory). Write (and read back) through a->fd; begin and
  * commit free everything on failure. */
 struct sbx_atomic {
     int fd;
@@ -93,7 +94,8 @@ struct sbx_atomic {
     size_t cap;
     bool named;
 };
-int sbx_atomic_begin(struct sbx_atomic *a, const char *path, struct sbx_diag *diag);
+int sbx_atomic_begin(struct sbx_atomic *a, const char *path, unsigned mode,
+                     struct sbx_diag *diag);
 int sbx_atomic_commit(struct sbx_atomic *a, struct sbx_diag *diag);
 void sbx_atomic_abort(struct sbx_atomic *a);
 

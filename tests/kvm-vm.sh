@@ -94,6 +94,7 @@ cat > "$root/init" <<EOI
 /bin/busybox --install -s /bin
 export PATH=/bin HOME=/job TMPDIR=/tmp
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev; mount -t tmpfs tmp /tmp
+ip link set lo up 2>/dev/null || echo "KVMVM: no loopback interface"
 for m in irqbypass kvm ccp kvm-amd; do insmod /lib/modules/\$m.ko || echo "KVMVM: insmod \$m failed"; done
 if [ ! -c /dev/kvm ]; then echo "KVMVM: no /dev/kvm"; dmesg | tail -20; echo "KVMVM_RC=120"; poweroff -f; fi
 stty -F /dev/ttyS1 raw -echo 2>/dev/null

@@ -225,5 +225,23 @@ case $rc in
 esac
 expect 17 verify --json "$tmp/evilfunc.snap" && json "d['error']['exit'] == 17" "'evil' not in keys"
 
+# coredump: a snapshot as an ELF core file, without KVM; bad input refused
+expect 0 coredump "$seed" -o "$tmp/seed.core" && grep_out "seed.core: core file of"
+head -c 4 "$tmp/seed.core" | od -An -c | grep -q 'E   L   F' || fail "seed.core is not ELF"
+expect 0 coredump --json "$seed" -o "$tmp/seed2.core" && json "d['truncated'] is False" "d['core'].endswith('seed2.core')"
+expect 0 coredump "$seed" -o "$tmp/cut.core" --core-max 16K && grep_out "left out"
+expect 14 coredump "$seed" -o "$tmp/tiny.core" --core-max 100 && grep_err "core_dump_max_bytes"
+[ -e "$tmp/tiny.core" ] && fail "a refused core file was left behind"
+expect 2 coredump "$seed" && grep_err "-o FILE.core"
+expect 16 coredump "$guests/demo.elf" -o "$tmp/x.core"
+expect 3 coredump "$seed" -o "$tmp/no/such/dir/x.core"
+expect 2 coredump --json "$seed" -o "$tmp/x.core" --core-max 0 && json "d['error']['code'] == 'usage'"
+# the gdb stub: loopback only, refused before any KVM work; not with --requests
+expect 2 run --gdb 0.0.0.0:1234 "$guests/demo.elf" add 1 2 && grep_err "loopback address only"
+expect 2 run --gdb 127.0.0.1 "$guests/demo.elf" add 1 2 && grep_err "not HOST:PORT"
+expect 2 call --gdb 127.0.0.1:1234 --requests 2 "$seed" add 1 2 && grep_err "does not go with --requests"
+expect 2 call --core-dir "$tmp" --requests 2 "$seed" add 1 2 && grep_err "needs --no-seccomp"
+expect 2 run --core-files 0 "$guests/demo.elf" add 1 2
+
 if [ "$failed" = 0 ]; then echo "test_cli: all passed"; else echo "test_cli: FAILED"; fi
 exit $failed

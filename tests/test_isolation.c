@@ -34,9 +34,12 @@
  * natively or inside the KVM VM). */
 #include <errno.h>
 #include <fcntl.h>
+#include <gelf.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -784,6 +787,191 @@ static void test_deadline_with_signal_ignored(void **state)
     sbx_template_free(t);
 }
 
+/* A sandbox with a gdb session (KVM_SET_GUEST_DEBUG, breakpoints written by
+ * the debugger, no deadline) is a debugging session only: reset, the way to
+ * the next request, refuses it; a plain sandbox of the same template still
+ * resets. */
+static void test_gdb_session_is_never_reset(void **state)
+{
+    (void)state;
+    struct sbx_template *t = hostile_template(MEM, 0, NULL);
+    SBX_OPTS(sbx_config, cfg, .deadline_ms = DEADLINE_MS, .gdb_addr = "127.0.0.1:0");
+    struct sbx_sandbox *s = NULL;
+    struct sbx_diag d = { 0 };
+    assert_int_equal(sbx_sandbox_from_template(t, &cfg, NULL, &s, &d), SBX_E_INVAL);
+    assert_non_null(strstr(d.msg, "not HOST:PORT"));
+    cfg.gdb_addr = "127.0.0.1:47391";
+    if (sbx_sandbox_from_template(t, &cfg, NULL, &s, &d))
+        fail_msg("from template with a gdb address: %s", d.msg);
+    assert_int_equal(sbx_sandbox_reset(s, &d), SBX_E_INVAL);
+    assert_non_null(strstr(d.msg, "debugging session only"));
+    sbx_sandbox_destroy(s);
+    s = sandbox_from(t, SBX_MEM_COPY, NULL, NULL);
+    assert_int_equal(sbx_sandbox_reset(s, &d), 0);
+    sbx_sandbox_destroy(s);
+    sbx_template_free(t);
+}
+
+/* ---- a gdb session leaves nothing behind ---------------------------------- */
+
+/* The address of symbol name in the ELF file at path (libelf), or 0. */
+static uint64_t symbol_addr(const char *path, const char *name)
+{
+    uint64_t addr = 0;
+    int fd = open(path, O_RDONLY);
+    assert_int_not_equal(elf_version(EV_CURRENT), EV_NONE);
+    Elf *e = fd >= 0 ? elf_begin(fd, ELF_C_READ, NULL) : NULL;
+    for (Elf_Scn *scn = NULL; e && !addr && (scn = elf_nextscn(e, scn));) {
+        GElf_Shdr sh;
+        Elf_Data *data = gelf_getshdr(scn, &sh) && sh.sh_type == SHT_SYMTAB ? elf_getdata(scn, NULL) : NULL;
+        for (size_t i = 0; data && sh.sh_entsize && i < sh.sh_size / sh.sh_entsize && !addr; i++) {
+            GElf_Sym sym;
+            const char *n = gelf_getsym(data, (int)i, &sym) ? elf_strptr(e, sh.sh_link, sym.st_name) : NULL;
+            if (n && !strcmp(n, name))
+                addr = sym.st_value;
+        }
+    }
+    if (e)
+        elf_end(e);
+    if (fd >= 0)
+        close(fd);
+    return addr;
+}
+
+/* A minimal GDB remote protocol client, playing gdb for the stub. */
+struct rsp {
+    int port, fd;
+    uint64_t bp, other;  /* a breakpoint the call hits; one it never reaches */
+    uint8_t bp_byte;     /* the guest's byte at bp */
+    char failed[256];
+};
+
+static bool rsp_put(struct rsp *c, const char *data)
+{
+    char frame[512];
+    unsigned sum = 0;
+    for (const char *p = data; *p; p++)
+        sum += (uint8_t)*p;
+    int n = snprintf(frame, sizeof frame, "$%s#%02x", data, sum & 0xff);
+    char ack;
+    return write(c->fd, frame, (size_t)n) == n && read(c->fd, &ack, 1) == 1 && ack == '+';
+}
+
+static bool rsp_get(struct rsp *c, char *out, size_t cap)
+{
+    char ch;
+    size_t n = 0;
+    do
+        if (read(c->fd, &ch, 1) != 1)
+            return false;
+    while (ch != '$');
+    while (read(c->fd, &ch, 1) == 1 && ch != '#')
+        if (n + 1 < cap)
+            out[n++] = ch;
+    out[n] = '\0';
+    char sum[2];
+    return read(c->fd, sum, 2) == 2 && write(c->fd, "+", 1) == 1;
+}
+
+/* Send cmd, expect a reply that begins with want. */
+static bool rsp_ask(struct rsp *c, const char *cmd, const char *want, char *reply, size_t cap)
+{
+    if ((cmd && !rsp_put(c, cmd)) || !rsp_get(c, reply, cap)) {
+        snprintf(c->failed, sizeof c->failed, "no reply to %s", cmd ? cmd : "(resume)");
+        return false;
+    }
+    if (strncmp(reply, want, strlen(want))) {
+        snprintf(c->failed, sizeof c->failed, "%s: got '%.80s', wanted '%s'", cmd ? cmd : "stop",
+                 reply, want);
+        return false;
+    }
+    return true;
+}
+
+/* Break at bp, read memory and rip there, move the breakpoint to other,
+ * continue, and see the guest end. */
+static void *rsp_session(void *arg)
+{
+    struct rsp *c = arg;
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)c->port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        snprintf(c->failed, sizeof c->failed, "connect: %s", strerror(errno));
+        return NULL;
+    }
+    char cmd[64], reply[2048], want[8];
+    snprintf(want, sizeof want, "%02x", c->bp_byte);
+    uint64_t rip = 0;
+    bool ok = rsp_ask(c, "?", "S05", reply, sizeof reply);
+    snprintf(cmd, sizeof cmd, "Z0,%" PRIx64 ",1", c->bp);
+    ok = ok && rsp_ask(c, cmd, "OK", reply, sizeof reply);
+    ok = ok && rsp_put(c, "c") && rsp_ask(c, NULL, "S05", reply, sizeof reply);
+    snprintf(cmd, sizeof cmd, "m%" PRIx64 ",1", c->bp);
+    ok = ok && rsp_ask(c, cmd, want, reply, sizeof reply);
+    ok = ok && rsp_ask(c, "p10", "", reply, sizeof reply); /* rip, little-endian hex */
+    for (int i = 7; ok && i >= 0; i--) {
+        unsigned b = 0;
+        sscanf(reply + 2 * i, "%2x", &b);
+        rip = rip << 8 | b;
+    }
+    if (ok && rip != c->bp) {
+        snprintf(c->failed, sizeof c->failed, "stopped at 0x%" PRIx64 ", not 0x%" PRIx64, rip, c->bp);
+        ok = false;
+    }
+    snprintf(cmd, sizeof cmd, "z0,%" PRIx64 ",1", c->bp);
+    ok = ok && rsp_ask(c, cmd, "OK", reply, sizeof reply);
+    snprintf(cmd, sizeof cmd, "Z0,%" PRIx64 ",1", c->other);
+    ok = ok && rsp_ask(c, cmd, "OK", reply, sizeof reply);
+    ok = ok && rsp_put(c, "c") && rsp_ask(c, NULL, "W00", reply, sizeof reply);
+    close(c->fd);
+    return NULL;
+}
+
+/* A debugged call gets the honest result (its breakpoints were never in the
+ * code it hashes while it ran past them), and afterwards neither the
+ * sandbox's memory nor a snapshot of it holds an int3 or the stub's
+ * exception stubs: guest memory equals the template's. */
+static void test_gdb_session_leaves_nothing(void **state)
+{
+    (void)state;
+    struct sbx_template *t = hostile_template(MEM, 0, NULL);
+    char elf[600];
+    hostile_path(elf, sizeof elf);
+    struct rsp c = { .port = 40000 + getpid() % 20000, .bp = symbol_addr(elf, "answer"),
+                     .other = symbol_addr(elf, "counter") };
+    assert_true(c.bp && c.other);
+    c.bp_byte = t->mem[c.bp];
+    struct sbx_sandbox *plain = sandbox_from(t, SBX_MEM_COPY, NULL, NULL);
+    uint64_t honest = call_u64(plain, "answer", NULL, 0);
+    sbx_sandbox_destroy(plain);
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", c.port);
+    SBX_OPTS(sbx_config, cfg, .deadline_ms = DEADLINE_MS, .gdb_addr = addr);
+    struct sbx_sandbox *s = sandbox_from(t, SBX_MEM_COPY, NULL, &cfg);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, rsp_session, &c), 0);
+    uint64_t got = call_u64(s, "answer", NULL, 0);
+    assert_int_equal(diff_mem("after a debugged call", s, t, true), 0);
+    struct sbx_snapshot *snap = NULL;
+    struct sbx_template *t2 = NULL;
+    struct sbx_diag d = { 0 };
+    if (sbx_snapshot_take(s, NULL, &snap, &d) || sbx_template_from_snapshot(snap, &t2, &d))
+        fail_msg("snapshot of a debugged sandbox: %s", d.msg);
+    assert_memory_equal(t2->mem + SBX_LAYOUT_FAULT_STUBS, t->mem + SBX_LAYOUT_FAULT_STUBS,
+                        SBX_PAGE_SIZE);
+    assert_int_equal(t2->mem[c.bp], c.bp_byte);
+    assert_int_equal(t2->mem[c.other], t->mem[c.other]);
+    sbx_sandbox_destroy(s); /* tells the client the guest is gone */
+    pthread_join(th, NULL);
+    if (c.failed[0])
+        fail_msg("gdb client: %s", c.failed);
+    assert_int_equal(got, honest);
+    sbx_snapshot_free(snap);
+    sbx_template_free(t2);
+    sbx_template_free(t);
+}
+
 /* A child process's status, or -1 if it had not ended within limit_s (then
  * it is killed). */
 static int wait_child(pid_t pid, double limit_s)
@@ -1340,6 +1528,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_calls_work_after_fork),
         cmocka_unit_test(test_deadline_with_signal_blocked),
         cmocka_unit_test(test_deadline_with_signal_ignored),
+        cmocka_unit_test(test_gdb_session_is_never_reset),
+        cmocka_unit_test(test_gdb_session_leaves_nothing),
         cmocka_unit_test(test_differential_copy_pooled),
         cmocka_unit_test(test_differential_cow),
     };

@@ -330,6 +330,10 @@ static void test_bad_options(void **state)
     o.max = 0, o.release = (enum sbx_release_mode)7;
     assert_int_equal(sbx_ready_pool_create(t, &o, &p, &d), SBX_E_INVAL);
     assert_null(p);
+    SBX_OPTS(sbx_config, dbg, .gdb_addr = "127.0.0.1:1234");
+    o.release = SBX_RELEASE_INLINE, o.cfg = &dbg;
+    assert_int_equal(sbx_ready_pool_create(t, &o, &p, &d), SBX_E_INVAL);
+    assert_non_null(strstr(d.msg, "gdb"));
     sbx_template_free(t);
 }
 

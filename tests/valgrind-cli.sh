@@ -71,5 +71,9 @@ else
     check 2 info "$snap" --frob --json
     check 0 verify "$snap" --json --policy abi
     check 17 verify "$tmp/corrupt.snap" --json
+    check 0 coredump "$snap" -o "$tmp/snap.core"
+    check 0 coredump "$snap" -o "$tmp/cut.core" --core-max 16K --json
+    check 17 coredump "$tmp/corrupt.snap" -o "$tmp/corrupt.core"
+    check 2 run --gdb 0.0.0.0:1 "$guests/demo.elf" add 1 2
 fi
 exit $failed

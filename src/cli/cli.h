@@ -56,6 +56,7 @@ enum cli_key {
     KEY_LISTEN, KEY_LISTEN_ANY, KEY_POOL, KEY_WORKERS, KEY_QUEUE, KEY_STRATEGY, KEY_MAX_BODY,
     KEY_TOKEN_FILE,
     KEY_CACHE, KEY_CA_FILE, KEY_INSECURE, KEY_CHUNK_SIZE, KEY_LIMIT_RATE, KEY_NO_CPU_CHECK,
+    KEY_CORE_DIR, KEY_CORE_MAX, KEY_CORE_FILES, KEY_GDB,
 };
 
 /* The options of every command that loads a guest or a snapshot (opts.c). */
@@ -90,7 +91,27 @@ int cli_set_no_cpu_check(struct cli *c, const char *val);
     { "ca-file", KEY_CA_FILE, "FILE", "trust the registry CAs in FILE (PEM)", cli_set_ca_file }, \
     { "insecure", KEY_INSECURE, NULL, "allow plain HTTP and unverified TLS to any registry",   \
       cli_set_insecure }
-#define CLI_OPTS_MAX 20
+/* Core dumps of a guest that faults, aborts or times out (cmd_debug.c):
+ * run, call and create. */
+int cli_set_core_dir(struct cli *c, const char *val);
+int cli_set_core_max(struct cli *c, const char *val);
+int cli_set_core_files(struct cli *c, const char *val);
+int cli_set_gdb(struct cli *c, const char *val);
+#define CLI_OPT_CORE_MAX                                                                         \
+    { "core-max", KEY_CORE_MAX, "SIZE", "bytes of a core file at most (default 256M); memory "   \
+      "past it is left out", cli_set_core_max }
+#define CLI_OPTS_CORE                                                                            \
+    { "core-dir", KEY_CORE_DIR, "DIR", "on a guest fault, abort or timeout write an ELF core "   \
+      "file (for gdb) into DIR; the error names it", cli_set_core_dir },                         \
+    CLI_OPT_CORE_MAX,                                                                            \
+    { "core-files", KEY_CORE_FILES, "N", "core files DIR may hold (default 16); at the limit "   \
+      "none is written", cli_set_core_files }
+/* The gdb stub: run and call. */
+#define CLI_OPT_GDB                                                                              \
+    { "gdb", KEY_GDB, "127.0.0.1:PORT", "debugging session: wait for gdb there (loopback "     \
+      "only), stopped before the guest's first instruction (run) or at the call (call)",        \
+      cli_set_gdb }
+#define CLI_OPTS_MAX 24
 
 struct cli_cmd {
     const char *name;
@@ -124,11 +145,14 @@ struct cli {
     uint64_t chunk_size, limit_rate;  /* push: --chunk-size, --limit-rate */
     char **pos; /* the positional arguments, options removed */
     int npos;
+    const char *core_dir, *gdb; /* --core-dir, --gdb */
+    uint64_t core_max;          /* --core-max */
+    uint32_t core_files;        /* --core-files */
 };
 
 extern const struct cli_cmd cli_cmd_inspect, cli_cmd_run, cli_cmd_create, cli_cmd_info,
     cli_cmd_verify, cli_cmd_call;
-extern const struct cli_cmd cli_cmd_serve, cli_cmd_push, cli_cmd_pull;
+extern const struct cli_cmd cli_cmd_serve, cli_cmd_push, cli_cmd_pull, cli_cmd_coredump;
 
 /* Parse argv (argv[0] is the command name) by c->cmd's table: 0, or the exit
  * code (EXIT_USAGE after a message). --help sets c->help after printing. */
@@ -143,6 +167,8 @@ int cli_set_stack(struct cli *c, const char *val);
 int cli_set_xchg(struct cli *c, const char *val);
 int cli_set_deadline(struct cli *c, const char *val);
 int cli_set_no_seccomp(struct cli *c, const char *val);
+/* -o FILE: the file a command writes (create, coredump). */
+int cli_set_out(struct cli *c, const char *val);
 
 /* ---- Errors: text on stderr, or one JSON object on stdout under --json -------- */
 int cli_exit_code(int err);

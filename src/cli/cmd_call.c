@@ -183,6 +183,12 @@ out:
 
 static int call(struct cli *c)
 {
+    if (c->requests && c->gdb)
+        return cli_usage(c, "--gdb debugs one call; it does not go with --requests");
+    /* writing a core file names and renames files, which the filter forbids */
+    if (c->requests && c->core_dir && !c->no_seccomp)
+        return cli_usage(c, "--core-dir with --requests needs --no-seccomp: the seccomp filter "
+                         "does not allow writing core files");
     if (c->requests)
         return serve_requests(c);
     struct sbx_diag diag = { 0 };
@@ -250,6 +256,8 @@ const struct cli_cmd cli_cmd_call = {
           "process with the seccomp filter (docs/security.md)", cli_set_no_seccomp },
         CLI_OPTS_COMMON,
         CLI_OPTS_OCI,
+        CLI_OPTS_CORE,
+        CLI_OPT_GDB,
     },
     .run = call,
 };

@@ -36,6 +36,8 @@ const struct cli_cmd cli_cmd_run = {
         { "deadline", KEY_DEADLINE, "MS", "deadline for init and the call (default 1000)",
           cli_set_deadline },
         CLI_OPTS_COMMON,
+        CLI_OPTS_CORE,
+        CLI_OPT_GDB,
     },
     .run = run,
 };

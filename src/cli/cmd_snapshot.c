@@ -222,12 +222,6 @@ out:
     return rc;
 }
 
-static int set_out(struct cli *c, const char *val)
-{
-    c->out = val;
-    return 0;
-}
-
 static int set_hc(struct cli *c, const char *val)
 {
     (void)val;
@@ -250,7 +244,7 @@ const struct cli_cmd cli_cmd_create = {
     .details = "The file is written atomically: FILE.snap keeps its old content on any failure.\n",
     .min_pos = 1, .max_pos = 1,
     .opts = {
-        { "output", 'o', "FILE.snap", "the snapshot file to write (required)", set_out },
+        { "output", 'o', "FILE.snap", "the snapshot file to write (required)", cli_set_out },
         { "hc", KEY_HC, NULL, "LZ4HC: smaller file, slower capture", set_hc },
         CLI_OPTS_LAYOUT,
         { "deadline", KEY_DEADLINE, "MS", "deadline for the guest's init and each --warm call "
@@ -258,6 +252,7 @@ const struct cli_cmd cli_cmd_create = {
         { "warm", KEY_WARM, "'FUNC ARG...'", "call FUNC before the snapshot, so the warm state is "
           "captured (repeatable, in order; arguments split at spaces)", add_warm },
         CLI_OPTS_COMMON,
+        CLI_OPTS_CORE,
     },
     .run = create,
 };

@@ -6,7 +6,7 @@
 
 static const struct cli_cmd *const commands[] = {
     &cli_cmd_inspect, &cli_cmd_run, &cli_cmd_create, &cli_cmd_info, &cli_cmd_verify, &cli_cmd_call,
-    &cli_cmd_serve, &cli_cmd_push, &cli_cmd_pull,
+    &cli_cmd_serve, &cli_cmd_push, &cli_cmd_pull, &cli_cmd_coredump,
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

@@ -49,6 +49,10 @@ struct sbx_host_fns *cli_config(const struct cli *c, struct sbx_config *cfg,
         .deadline_ms = c->deadline_ms,
         .log = cli_log,
         .host_fns = fns,
+        .core_dump_dir = c->core_dir,
+        .core_dump_max_bytes = c->core_max,
+        .core_dump_max_files = c->core_files,
+        .gdb_addr = c->gdb,
     };
     return fns;
 }

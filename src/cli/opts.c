@@ -86,6 +86,12 @@ int cli_set_xchg(struct cli *c, const char *val)
     return 0;
 }
 
+int cli_set_out(struct cli *c, const char *val)
+{
+    c->out = val;
+    return 0;
+}
+
 int cli_set_deadline(struct cli *c, const char *val)
 {
     uint64_t ms;

@@ -147,7 +147,8 @@ static int link_unnamed(struct sbx_atomic *a, struct sbx_diag *diag)
                     strerror(errno));
 }
 
-int sbx_atomic_begin(struct sbx_atomic *a, const char *path, struct sbx_diag *diag)
+int sbx_atomic_begin(struct sbx_atomic *a, const char *path, unsigned mode,
+                     struct sbx_diag *diag)
 {
     *a = (struct sbx_atomic){ .fd = -1, .path = path, .cap = strlen(path) + 48 };
     if (!(a->tmp = malloc(a->cap)))
@@ -162,9 +163,8 @@ int sbx_atomic_begin(struct sbx_atomic *a, const char *path, struct sbx_diag *di
         }
         a->named = true;
     }
-    /* mkstemp and O_TMPFILE honour different modes; the result is as readable
-     * as other build outputs. */
-    if (fchmod(a->fd, 0644) < 0) {
+    /* mkstemp and O_TMPFILE honour different modes: set it explicitly */
+    if (fchmod(a->fd, (mode_t)mode) < 0) {
         int rc = sbx_fail(diag, SBX_E_IO, "%s: cannot set the mode: %s", path, strerror(errno));
         sbx_atomic_abort(a);
         return rc;

@@ -150,7 +150,7 @@ int oci_blob_fetch(struct oci_client *cl, const char *cache, const char *digest,
     struct oci_resp resp = { 0 };
     if (!sk.md)
         return sbx_fail(diag, SBX_E_NOMEM, "%s: out of memory", label);
-    if ((rc = sbx_atomic_begin(&a, path, diag)))
+    if ((rc = sbx_atomic_begin(&a, path, 0644, diag)))
         goto out;
     sk.fd = a.fd;
     struct oci_req q = { .method = "GET", .url = url, .body_fd = -1, .sink = &sk, .what = label,
@@ -182,7 +182,7 @@ int oci_cache_put(const char *cache, const char *digest, const void *p, size_t l
     if (rc || cached(path, len))
         return rc;
     struct sbx_atomic a;
-    if ((rc = sbx_atomic_begin(&a, path, diag)))
+    if ((rc = sbx_atomic_begin(&a, path, 0644, diag)))
         return rc;
     if (sbx_write_all(a.fd, p, len) < 0) {
         rc = sbx_fail(diag, SBX_E_IO, "%s: write failed: %s", path, strerror(errno));
@@ -205,7 +205,7 @@ int oci_copy_file(const char *src, const char *dst, struct sbx_diag *diag)
         close(in);
         return sbx_fail(diag, SBX_E_NOMEM, "%s: out of memory", dst);
     }
-    if ((rc = sbx_atomic_begin(&a, dst, diag)))
+    if ((rc = sbx_atomic_begin(&a, dst, 0644, diag)))
         goto out;
     for (uint64_t off = 0; off < size && rc == 0;) {
         size_t n = size - off < OCI_READ_CHUNK ? (size_t)(size - off) : OCI_READ_CHUNK;

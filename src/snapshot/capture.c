@@ -250,11 +250,8 @@ int sbx_snapshot_take(struct sbx_sandbox *s, const struct sbx_snapshot_opts *opt
     rc = sbx_vcpu_save(&s->vm, st, diag);
     if (rc || (rc = sbx_vm_cpu_facts(&s->vm, &cpu, diag)))
         goto err;
-    /* Capture costs what the guest touched, not its memory size: in anonymous
-     * memory a page never touched is zero. A copy-on-write sandbox's
-     * untouched pages show the template, so it is scanned whole. */
-    bool anonymous = !(s->tpl && s->cfg.mem_mode == SBX_MEM_COW);
-    touched = anonymous ? sbx_vm_touched_pages(&s->vm) : NULL;
+    /* Capture costs what the guest touched, not its memory size. */
+    touched = sbx_sandbox_touched_pages(s);
     const struct sbx_guest_facts *g = sbx_sandbox_guest_facts(s);
     struct sbx_snap_input in = {
         .mem = s->vm.mem, .mem_size = s->vm.mem_size, .state = st, .cpu = &cpu,

@@ -15,7 +15,7 @@ int sbx_snapshot_write(const struct sbx_snapshot *snap, const char *path, struct
     if (!snap || !path || !snap->complete)
         return sbx_fail(diag, SBX_E_INVAL, "sbx_snapshot_write: a complete snapshot and a path are required");
     struct sbx_atomic a;
-    int rc = sbx_atomic_begin(&a, path, diag);
+    int rc = sbx_atomic_begin(&a, path, 0644, diag);
     if (rc)
         return rc;
     if (sbx_write_all(a.fd, snap->image, snap->size) < 0) {

@@ -246,6 +246,9 @@ static int pool_init(struct sbx_ready_pool *p, const struct sbx_template *t,
         p->o.target = SBX_READY_DEFAULT_TARGET;
     if (!p->o.working_set_requests)
         p->o.working_set_requests = SBX_READY_DEFAULT_WS_REQUESTS;
+    if (p->cfg.gdb_addr)
+        return sbx_fail(diag, SBX_E_INVAL, "sbx_ready_pool_opts: cfg.gdb_addr is set; a sandbox "
+                        "with a gdb session is never reset, so it cannot be pooled");
     if (p->o.max && p->o.max < p->o.target)
         return sbx_fail(diag, SBX_E_INVAL, "sbx_ready_pool_opts: max %zu is below target %zu",
                         p->o.max, p->o.target);

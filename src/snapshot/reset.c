@@ -161,6 +161,10 @@ int sbx_sandbox_reset(struct sbx_sandbox *s, struct sbx_diag *diag)
                         "sbx_sandbox_from_template, so it has no template to go back to");
     if (atomic_load(&s->in_call))
         return sbx_fail(diag, SBX_E_BUSY, "sbx_sandbox_reset: the sandbox is in a call");
+    /* gdb may have written guest memory (M packets) that no dirty log saw. */
+    if (s->gdb)
+        return sbx_fail(diag, SBX_E_INVAL, "sbx_sandbox_reset: a sandbox debugged through gdb "
+                        "(gdb_addr) is a debugging session only and cannot be reset");
     /* Drain what the last request left in flight (its OUT, a split MMIO
      * access) now, so it cannot complete after the template's state is set. */
     int rc = sbx_vcpu_finish_io(&s->vm, diag);

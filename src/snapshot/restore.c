@@ -75,6 +75,7 @@ int sbx_sandbox_restore(const struct sbx_snapshot *snap, const struct sbx_config
     rc = sbx_sandbox_new(cfg, snap->hdr->mem_size, &s, diag);
     if (rc)
         return rc;
+    sbx_sandbox_set_name(s, snap->path);
     rc = sbx_snap_check_cpu(snap->meta, snap->path, &s->vm, diag);
     for (uint32_t i = 0; i < snap->hdr->nchunks && !rc; i++)
         rc = sbx_snap_decode_chunk(snap, i, s->vm.mem + snap->index[i].gpa, diag);

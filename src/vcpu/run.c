@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "debug/debug.h"
 #include "vcpu.h"
 
 static const char *vector_name(uint32_t v)
@@ -27,7 +28,37 @@ static bool vector_has_error_code(uint32_t v)
     return v == 8 || (v >= 10 && v <= 14) || v == 17 || v == 21 || v == 29 || v == 30;
 }
 
-/* The stub for vector v ran on the IST stack: read the CPU's frame there. */
+/* The CPU's frame on the IST stack, where the stub for vector v ran:
+ * [error code,] rip, cs, rflags, rsp, ss of the code that faulted. */
+struct fault_frame {
+    uint64_t error_code, rip, cs, rflags, rsp, ss;
+};
+
+static void read_frame(const struct sbx_vm *vm, uint32_t v, uint64_t rsp, struct fault_frame *f)
+{
+    uint64_t w[6] = { 0 };
+    size_t n = vector_has_error_code(v) ? 6 : 5;
+    const uint8_t *p = sbx_mem_at(vm, rsp, n * sizeof w[0]);
+    if (p)
+        memcpy(w + (6 - n), p, n * sizeof w[0]);
+    *f = (struct fault_frame){ .error_code = w[0], .rip = w[1], .cs = w[2], .rflags = w[3],
+                               .rsp = w[4], .ss = w[5] };
+}
+
+int sbx_fault_regs(const struct sbx_vm *vm, struct kvm_regs *regs)
+{
+    uint64_t stubs_end = SBX_LAYOUT_FAULT_STUBS + SBX_FAULT_VECTORS * SBX_FAULT_STUB_SIZE;
+    if (regs->rip < SBX_LAYOUT_FAULT_STUBS || regs->rip >= stubs_end)
+        return -1;
+    uint32_t v = (uint32_t)((regs->rip - SBX_LAYOUT_FAULT_STUBS) / SBX_FAULT_STUB_SIZE);
+    struct fault_frame f;
+    read_frame(vm, v, regs->rsp, &f);
+    regs->rip = f.rip;
+    regs->rflags = f.rflags;
+    regs->rsp = f.rsp;
+    return (int)v;
+}
+
 static int report_fault(struct sbx_sandbox *s, uint32_t v, struct sbx_diag *diag)
 {
     struct kvm_regs regs;
@@ -36,17 +67,11 @@ static int report_fault(struct sbx_sandbox *s, uint32_t v, struct sbx_diag *diag
         return sbx_vm_ioctl_fail(diag, "KVM_GET_REGS");
     if (ioctl(s->vm.vcpu_fd, KVM_GET_SREGS, &sregs) < 0)
         return sbx_vm_ioctl_fail(diag, "KVM_GET_SREGS");
-    struct sbx_fault_info f = { .vector = v, .addr = v == 14 ? sregs.cr2 : 0 };
-    uint64_t frame[2] = { 0, 0 };
-    const uint8_t *p = sbx_mem_at(&s->vm, regs.rsp, sizeof frame);
-    if (p)
-        memcpy(frame, p, sizeof frame);
-    if (vector_has_error_code(v)) {
-        f.error_code = frame[0];
-        f.rip = frame[1];
-    } else {
-        f.rip = frame[0];
-    }
+    struct fault_frame frame;
+    read_frame(&s->vm, v, regs.rsp, &frame);
+    struct sbx_fault_info f = { .vector = v, .addr = v == 14 ? sregs.cr2 : 0,
+                                .error_code = vector_has_error_code(v) ? frame.error_code : 0,
+                                .rip = frame.rip };
     uint64_t guard = sbx_boot_info(&s->vm)->stack_guard; /* for the message only */
     bool overflow = v == 14 && f.addr >= guard && f.addr - guard < SBX_PAGE_SIZE;
     int rc = sbx_fail(diag, SBX_E_GUEST_FAULT,
@@ -68,8 +93,10 @@ static int handle_io(struct sbx_sandbox *s, uint8_t until, struct sbx_diag *diag
         value = *((uint8_t *)run + run->io.data_offset);
     if (run->io.direction == KVM_EXIT_IO_OUT && run->io.port == SBX_PORT_HYPERCALL)
         return sbx_hypercall(s, value, until, diag);
-    if (run->io.direction == KVM_EXIT_IO_OUT && run->io.port == SBX_PORT_FAULT)
-        return report_fault(s, value, diag);
+    if (run->io.direction == KVM_EXIT_IO_OUT && run->io.port == SBX_PORT_FAULT) {
+        int rc = s->gdb ? sbx_gdb_guest_trap(s, value, diag) : SBX_GDB_NOT_OURS;
+        return rc == SBX_GDB_NOT_OURS ? report_fault(s, value, diag) : rc;
+    }
     return sbx_fail(diag, SBX_E_GUEST_ABI, "guest %s I/O port 0x%x, which is not a snapbox port",
                     run->io.direction == KVM_EXIT_IO_OUT ? "wrote to" : "read from", run->io.port);
 }
@@ -82,6 +109,10 @@ static int handle_exit(struct sbx_sandbox *s, uint8_t until, struct sbx_diag *di
         return handle_io(s, until, diag);
     case KVM_EXIT_INTR:
         return 0;
+    case KVM_EXIT_DEBUG:
+        if (s->gdb)
+            return sbx_gdb_debug_exit(s, diag);
+        return sbx_fail(diag, SBX_E_KVM, "KVM: a debug exit without a debugger");
     case KVM_EXIT_HLT:
         return sbx_fail(diag, SBX_E_GUEST_ABI, "guest halted outside a hypercall");
     case KVM_EXIT_SHUTDOWN:
@@ -105,12 +136,16 @@ int sbx_run(struct sbx_sandbox *s, uint8_t until, struct sbx_diag *diag)
 {
     s->log_count = 0;
     sigset_t saved;
-    int rc = sbx_deadline_begin(&s->deadline, &s->vm, s->cfg.deadline_ms, s->cfg.deadline_signal,
-                                &saved, diag);
+    int rc = s->gdb ? sbx_gdb_run_begin(s, diag) : 0;
+    if (rc)
+        return rc;
+    /* While gdb holds the guest, time is the debugger's: no deadline. */
+    uint32_t ms = s->gdb ? UINT32_MAX / 2 : s->cfg.deadline_ms;
+    rc = sbx_deadline_begin(&s->deadline, &s->vm, ms, s->cfg.deadline_signal, &saved, diag);
     if (rc)
         return rc;
     while (rc == 0) {
-        if (sbx_deadline_passed(&s->deadline)) {
+        if (!s->gdb && sbx_deadline_passed(&s->deadline)) {
             rc = sbx_fail(diag, SBX_E_TIMEOUT, "guest call ran past its deadline of %u ms",
                           s->cfg.deadline_ms);
             break;
@@ -124,6 +159,8 @@ int sbx_run(struct sbx_sandbox *s, uint8_t until, struct sbx_diag *diag)
         rc = handle_exit(s, until, diag);
     }
     sbx_deadline_finish(&s->deadline, s->cfg.deadline_signal, &saved);
+    if (s->gdb)
+        sbx_gdb_run_end(s, rc > 0 ? 0 : rc, diag);
     if (s->log_count > s->cfg.max_log_per_call)
         sbx_logf(s->cfg.log, s->cfg.log_ctx, SBX_LOG_WARN,
                  "guest logged %u messages in one call; %u over the limit of %u were dropped",

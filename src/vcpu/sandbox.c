@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "debug/debug.h"
 #include "vcpu.h"
 
 const char *sbx_type_name(enum sbx_type t)
@@ -58,6 +59,18 @@ static int resolve_config(const struct sbx_config *in, struct sbx_config *out,
     if (out->deadline_signal < SIGRTMIN || out->deadline_signal > SIGRTMAX)
         return sbx_fail(diag, SBX_E_INVAL, "deadline signal %d is not a real-time signal",
                         out->deadline_signal);
+    if (out->gdb_addr)
+        return sbx_gdb_check_addr(out->gdb_addr, diag);
+    return 0;
+}
+
+/* The caller's strings may go before the sandbox does: it keeps copies. */
+static int keep_strings(struct sbx_sandbox *s, struct sbx_diag *diag)
+{
+    if (s->cfg.core_dump_dir && !(s->core_dir = strdup(s->cfg.core_dump_dir)))
+        return sbx_fail(diag, SBX_E_NOMEM, "out of memory");
+    s->cfg.core_dump_dir = s->core_dir;
+    s->cfg.gdb_addr = NULL; /* the stub copies it */
     return 0;
 }
 
@@ -73,8 +86,10 @@ static int boot(struct sbx_sandbox *s, const struct sbx_guest *g, struct sbx_dia
     if (rc)
         return rc;
     rc = sbx_run(s, SBX_HC_READY, diag);
-    if (rc)
+    if (rc) {
+        sbx_core_after_failure(s, rc, diag);
         return rc;
+    }
     return sbx_read_functions(s, diag);
 }
 
@@ -98,7 +113,7 @@ int sbx_sandbox_alloc(const struct sbx_config *cfg, uint64_t mem_size, struct sb
     if (mem_size)
         wanted.mem_size = mem_size;
     rc = resolve_config(&wanted, &s->cfg, diag);
-    if (rc)
+    if (rc || (rc = sbx_gdb_attach(s, diag)) || (rc = keep_strings(s, diag)))
         goto err;
     if (s->cfg.host_fns) {
         sbx_host_fns_hold(s->cfg.host_fns);
@@ -137,6 +152,7 @@ int sbx_sandbox_create(const struct sbx_guest *g, const struct sbx_config *cfg,
     int rc = sbx_sandbox_new(cfg, 0, &s, diag);
     if (rc)
         return rc;
+    sbx_sandbox_set_name(s, g->path);
     rc = boot(s, g, diag);
     if (rc) {
         sbx_diag_prefix(diag, "%s: initialisation", g->path);
@@ -275,6 +291,8 @@ static int call_locked(struct sbx_sandbox *s, const char *name, const struct sbx
     x->nargs = (uint32_t)nargs;
     x->ret = (struct sbx_abi_value){ .type = sbx_type_to_abi(f->ret_type) };
     rc = sbx_run(s, SBX_HC_RETURN, diag);
+    if (rc)
+        sbx_core_after_failure(s, rc, diag);
     if (s->xchg_data_used > s->xchg_dirty_hi)
         s->xchg_dirty_hi = s->xchg_data_used;
     if (rc == 0)
@@ -285,6 +303,29 @@ static int call_locked(struct sbx_sandbox *s, const char *name, const struct sbx
 }
 
 bool sbx_sandbox_poisoned(const struct sbx_sandbox *s) { return s->poisoned; }
+
+/* In anonymous memory a page never touched is zero. A copy-on-write
+ * sandbox's untouched pages show the template: it is scanned whole. */
+uint64_t *sbx_sandbox_touched_pages(const struct sbx_sandbox *s)
+{
+    bool anonymous = !(s->tpl && s->cfg.mem_mode == SBX_MEM_COW);
+    return anonymous ? sbx_vm_touched_pages(&s->vm) : NULL;
+}
+
+void sbx_sandbox_set_name(struct sbx_sandbox *s, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *name = slash ? slash + 1 : path;
+    size_t n = 0;
+    /* it goes into file names: only [A-Za-z0-9._-] */
+    for (; name[n] && n < sizeof s->name - 1; n++) {
+        char c = name[n];
+        bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                     c == '.' || c == '_' || c == '-';
+        s->name[n] = plain ? c : '_';
+    }
+    s->name[n] = '\0';
+}
 
 /* The snapshot's state on a vCPU that never ran: its CPUID first (KVM fixes
  * CPUID at the first KVM_RUN), then the rest. What the vCPU then holds,
@@ -401,6 +442,8 @@ void sbx_sandbox_destroy(struct sbx_sandbox *s)
 {
     if (!s)
         return;
+    sbx_gdb_free(s);
+    free(s->core_dir);
     sbx_deadline_free(&s->deadline);
     sbx_vm_destroy(&s->vm);
     sbx_template_release(s->tpl);

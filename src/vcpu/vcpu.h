@@ -119,6 +119,9 @@ struct sbx_sandbox {
      * NULL: every written page is zeroed in place. */
     uint64_t *keep;
     bool trimmed;            /* pages outside keep were returned once */
+    struct sbx_gdb *gdb;     /* src/debug/gdbstub.c: a gdb session (cfg.gdb_addr), or NULL */
+    char name[48];           /* the guest or snapshot file's name, for core files */
+    char *core_dir;          /* the copy of cfg.core_dump_dir that cfg points to */
 };
 
 /* template.c: drop a sandbox's reference; the last one frees the template. */
@@ -140,6 +143,11 @@ const struct sbx_guest_facts *sbx_sandbox_guest_facts(const struct sbx_sandbox *
 /* Describe f into the caller's out, up to out->sz (sbx_sandbox_function and
  * sbx_snapshot_function). */
 int sbx_func_info_out(const struct sbx_func *f, struct sbx_func_info *out, struct sbx_diag *diag);
+/* sandbox.c: a bit per page of s's memory that may be non-zero (snapshots,
+ * core files), or NULL: every page may be. */
+uint64_t *sbx_sandbox_touched_pages(const struct sbx_sandbox *s);
+/* sandbox.c: name s after the file it came from (core file names). */
+void sbx_sandbox_set_name(struct sbx_sandbox *s, const char *path);
 /* sandbox.c: tell the guest it was restored or reset (xchg.restored). */
 void sbx_sandbox_mark_restored(struct sbx_sandbox *s);
 /* sandbox.c: s came from t and keeps the reference to it that the caller
@@ -276,7 +284,13 @@ int sbx_cpuid_set(const struct sbx_vm *vm, const struct sbx_vcpu_state *st, stru
 int sbx_msr_list(const struct sbx_vm *vm, const uint32_t **list, uint32_t *n,
                  struct sbx_diag *diag);
 
-/* x86.c */
+/* x86.c: one exception stub per vector at SBX_LAYOUT_FAULT_STUBS, each
+ * SBX_FAULT_STUB_SIZE bytes (run.c reads a fault's frame through them). */
+#define SBX_FAULT_VECTORS 32u
+#define SBX_FAULT_STUB_SIZE 16u
+/* The code of vector v's stub (its length); keep_rax pushes %rax first, so
+ * the host can undo the exception (the gdb stub's breakpoints, gdbstub.c). */
+size_t sbx_x86_fault_stub(uint32_t v, bool keep_rax, uint8_t out[SBX_FAULT_STUB_SIZE]);
 void sbx_x86_build_tables(struct sbx_vm *vm, const struct sbx_guest *g, const struct sbx_layout *l);
 int sbx_x86_set_initial_state(struct sbx_vm *vm, uint64_t entry, uint64_t stack_top,
                               struct sbx_diag *diag);
@@ -297,6 +311,10 @@ bool sbx_deadline_passed(const struct sbx_deadline *dl);
 void sbx_deadline_free(struct sbx_deadline *dl);
 /* run.c: run the guest until it issues hypercall `until` (READY or RETURN). */
 int sbx_run(struct sbx_sandbox *s, uint8_t until, struct sbx_diag *diag);
+/* run.c: the registers of the code that faulted, when the vCPU stopped in an
+ * exception stub (x86.c): rip, rflags and rsp from the CPU's frame on the
+ * exception stack. Returns the vector, or -1 when it is not in a stub. */
+int sbx_fault_regs(const struct sbx_vm *vm, struct kvm_regs *regs);
 
 /* hypercall.c: handle hypercall op; 0 to resume the guest, 1 when op == until,
  * a negative error otherwise. */

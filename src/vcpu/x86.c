@@ -10,8 +10,8 @@
 #define PTE_PS (1ull << 7)
 #define PTE_NX (1ull << 63)
 #define HUGE_PAGE (2ull << 20)
-#define NVECTORS 32u
-#define STUB_SIZE 16u
+#define NVECTORS SBX_FAULT_VECTORS
+#define STUB_SIZE SBX_FAULT_STUB_SIZE
 
 #define CR0_PE (1ull << 0)
 #define CR0_MP (1ull << 1)
@@ -108,13 +108,21 @@ static void build_gdt_tss(struct sbx_vm *vm)
     memcpy(mem + SBX_LAYOUT_TSS + TSS_IOMAP, &iomap, sizeof iomap);
 }
 
-/* Each exception vector reports itself to the host: mov $v,%al; out %al,$FAULT; hlt; jmp .-1 */
+/* Each exception vector reports itself to the host: mov $v,%al; out %al,$FAULT; hlt; jmp .-1,
+ * after push %rax with keep_rax. */
+size_t sbx_x86_fault_stub(uint32_t v, bool keep_rax, uint8_t out[SBX_FAULT_STUB_SIZE])
+{
+    const uint8_t code[] = { 0x50, 0xb0, (uint8_t)v, 0xe6, SBX_PORT_FAULT, 0xf4, 0xeb, 0xfd };
+    size_t skip = keep_rax ? 0 : 1;
+    memcpy(out, code + skip, sizeof code - skip);
+    return sizeof code - skip;
+}
+
 static void build_idt(struct sbx_vm *vm)
 {
     for (uint32_t v = 0; v < NVECTORS; v++) {
         uint64_t stub = SBX_LAYOUT_FAULT_STUBS + v * STUB_SIZE;
-        const uint8_t code[] = { 0xb0, (uint8_t)v, 0xe6, SBX_PORT_FAULT, 0xf4, 0xeb, 0xfd };
-        memcpy(vm->mem + stub, code, sizeof code);
+        sbx_x86_fault_stub(v, false, vm->mem + stub);
         uint64_t lo = (stub & 0xffff) | ((uint64_t)SEL_CODE << 16) | (1ull << 32) /* IST1 */ |
                       (0x8eull << 40) /* present interrupt gate */ | (((stub >> 16) & 0xffff) << 48);
         put64(vm->mem, SBX_LAYOUT_IDT + 16 * v, lo);
