@@ -87,12 +87,14 @@ static bool give_back(const struct sbx_sandbox *s, uint64_t p)
     return s->keep && !page_bit(s->keep, p) && !sbx_template_page_stored(s->tpl, p);
 }
 
-static int copy_back(struct sbx_sandbox *s, uint64_t first, uint64_t npages, struct sbx_diag *diag)
+/* Pages [first, end): runs of pages to give back go to the kernel, one
+ * madvise each; every other page goes to keep_page, when there is one. */
+static int walk(struct sbx_sandbox *s, uint64_t first, uint64_t end,
+                void (*keep_page)(struct sbx_sandbox *s, uint64_t p), struct sbx_diag *diag)
 {
-    const struct sbx_template *t = s->tpl;
     uint64_t run = 0; /* pages just before p to give back */
-    for (uint64_t p = first; p < first + npages; p++) {
-        if (give_back(s, p)) {
+    for (uint64_t p = first; p <= end; p++) {
+        if (p < end && give_back(s, p)) {
             run++;
             continue;
         }
@@ -100,32 +102,29 @@ static int copy_back(struct sbx_sandbox *s, uint64_t first, uint64_t npages, str
         if (rc)
             return rc;
         run = 0;
-        uint8_t *dst = s->vm.mem + p * SBX_PAGE_SIZE;
-        if (sbx_template_page_stored(t, p))
-            memcpy(dst, t->mem + p * SBX_PAGE_SIZE, SBX_PAGE_SIZE);
-        else
-            memset(dst, 0, SBX_PAGE_SIZE);
+        if (p < end && keep_page)
+            keep_page(s, p);
     }
-    return run ? drop_pages(s, first + npages - run, run, diag) : 0;
+    return 0;
+}
+
+static void copy_page(struct sbx_sandbox *s, uint64_t p)
+{
+    uint8_t *dst = s->vm.mem + p * SBX_PAGE_SIZE;
+    if (sbx_template_page_stored(s->tpl, p))
+        memcpy(dst, s->tpl->mem + p * SBX_PAGE_SIZE, SBX_PAGE_SIZE);
+    else
+        memset(dst, 0, SBX_PAGE_SIZE);
 }
 
 /* The first reset after a sandbox learns its working set gives back what
  * earlier requests left resident outside it. */
 static int trim(struct sbx_sandbox *s, struct sbx_diag *diag)
 {
-    uint64_t pages = s->vm.mem_size / SBX_PAGE_SIZE, run = 0;
-    for (uint64_t p = 0; p <= pages; p++) {
-        if (p < pages && give_back(s, p)) {
-            run++;
-            continue;
-        }
-        int rc = run ? drop_pages(s, p - run, run, diag) : 0;
-        if (rc)
-            return rc;
-        run = 0;
-    }
-    sbx_sandbox_set_trimmed(s);
-    return 0;
+    int rc = walk(s, 0, s->vm.mem_size / SBX_PAGE_SIZE, NULL, diag);
+    if (rc == 0)
+        sbx_sandbox_set_trimmed(s);
+    return rc;
 }
 
 /* Undo every run of dirty pages in the bitmap. */
@@ -144,7 +143,7 @@ static int restore_dirty(struct sbx_sandbox *s, struct sbx_diag *diag)
         while (end < pages && ((bits[end / 64] >> (end % 64)) & 1))
             end++;
         int rc = s->cfg.mem_mode == SBX_MEM_COW ? drop_pages(s, p, end - p, diag)
-                                                : copy_back(s, p, end - p, diag);
+                                                : walk(s, p, end, copy_page, diag);
         if (rc)
             return rc;
         p = end;
