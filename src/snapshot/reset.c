@@ -45,8 +45,12 @@ int sbx_sandbox_from_template(const struct sbx_template *t, const struct sbx_con
     if (rc || (rc = check_cpu_once(t, &s->vm, diag)))
         goto err;
     if (s->cfg.mem_mode == SBX_MEM_COPY) /* the VM's memory is all zero until now */
-        for (uint32_t r = 0; r < t->nruns; r++)
+        for (uint32_t r = 0; r < t->nruns; r++) {
+            /* one call faults the run in, not a fault per page (advice: the
+             * copy faults it in anyway where the kernel lacks it) */
+            madvise(s->vm.mem + t->runs[r].gpa, t->runs[r].len, MADV_POPULATE_WRITE);
             memcpy(s->vm.mem + t->runs[r].gpa, t->mem + t->runs[r].gpa, t->runs[r].len);
+        }
     rc = sbx_snap_apply_header(s, t->hdr, diag);
     if (rc)
         goto err;
