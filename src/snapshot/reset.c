@@ -62,7 +62,8 @@ err:
     return rc;
 }
 
-/* The host writes guest memory only in the exchange area, which KVM does not log. */
+/* The host writes call arguments and results into the exchange area, which
+ * KVM does not log (its other writes, random bytes, sbx_vm_get_dirty adds). */
 static void mark_host_writes(struct sbx_sandbox *s)
 {
     uint64_t first = s->vm.xchg_gpa / SBX_PAGE_SIZE;

@@ -140,6 +140,7 @@ static int hc_random(struct sbx_sandbox *s, const struct sbx_xchg *x, struct sbx
                             strerror(errno));
         got += n > 0 ? (size_t)n : 0;
     }
+    sbx_mem_mark_host_write(&s->vm, x->hc_a[0], x->hc_a[1]);
     return 0;
 }
 

@@ -146,7 +146,8 @@ static int set_memory_slot(struct sbx_vm *vm, bool dirty_log, struct sbx_diag *d
         return sbx_vm_ioctl_fail(diag, "KVM_SET_USER_MEMORY_REGION");
     if (dirty_log) {
         vm->dirty = calloc(sbx_vm_dirty_words(vm), sizeof *vm->dirty);
-        if (!vm->dirty)
+        vm->host_dirty = calloc(sbx_vm_dirty_words(vm), sizeof *vm->host_dirty);
+        if (!vm->dirty || !vm->host_dirty)
             return sbx_fail(diag, SBX_E_NOMEM, "out of memory for the dirty-page bitmap");
     }
     return 0;
@@ -192,6 +193,10 @@ int sbx_vm_get_dirty(struct sbx_vm *vm, struct sbx_diag *diag)
         return sbx_fail(diag, SBX_E_INVAL, "this sandbox's memory is not dirty-logged");
     if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
         return sbx_vm_ioctl_fail(diag, "KVM_GET_DIRTY_LOG");
+    for (size_t i = 0; i < sbx_vm_dirty_words(vm); i++) {
+        vm->dirty[i] |= vm->host_dirty[i];
+        vm->host_dirty[i] = 0;
+    }
     return 0;
 }
 
@@ -202,6 +207,7 @@ void sbx_vm_destroy(struct sbx_vm *vm)
     if (vm->mem)
         munmap(vm->mem, vm->mem_size);
     free(vm->dirty);
+    free(vm->host_dirty);
     if (vm->vcpu_fd >= 0)
         close(vm->vcpu_fd);
     if (vm->vm_fd >= 0)

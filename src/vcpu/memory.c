@@ -14,6 +14,16 @@ void *sbx_mem_at(const struct sbx_vm *vm, uint64_t gpa, uint64_t len)
     return vm->mem + gpa;
 }
 
+/* The host wrote [gpa, gpa + len), already checked by sbx_mem_at: a reset
+ * must put those pages back too, and KVM's dirty log does not see them. */
+void sbx_mem_mark_host_write(struct sbx_vm *vm, uint64_t gpa, uint64_t len)
+{
+    if (!vm->host_dirty || len == 0)
+        return;
+    for (uint64_t p = gpa / SBX_PAGE_SIZE; p <= (gpa + len - 1) / SBX_PAGE_SIZE; p++)
+        vm->host_dirty[p / 64] |= 1ull << (p % 64);
+}
+
 #define HUGE_PAGE (SBX_U64(2) << 20)
 
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }

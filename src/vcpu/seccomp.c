@@ -13,8 +13,9 @@ static const int allowed[] = {
     /* KVM, guest memory and the host allocator */
     SCMP_SYS(ioctl), SCMP_SYS(mmap), SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(madvise),
     SCMP_SYS(mprotect), SCMP_SYS(brk), SCMP_SYS(futex),
-    /* a ready pool's resident memory (sbx_ready_pool_stats) */
-    SCMP_SYS(mincore),
+    /* a ready pool's resident memory (sbx_ready_pool_stats); the guest's
+     * random bytes (SBX_HC_RANDOM) */
+    SCMP_SYS(mincore), SCMP_SYS(getrandom),
     /* a fresh VM when the pool is empty opens /dev/kvm; snapshot files */
     SCMP_SYS(openat), SCMP_SYS(close), SCMP_SYS(read), SCMP_SYS(pread64), SCMP_SYS(lseek),
     SCMP_SYS(fstat), SCMP_SYS(newfstatat),

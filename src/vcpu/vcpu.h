@@ -22,6 +22,9 @@ struct sbx_vm {
     uint8_t *mem;
     uint64_t mem_size;
     uint64_t *dirty; /* KVM dirty-page bitmap, one bit per page; NULL if not logged */
+    /* Pages the host wrote outside the exchange area (the guest's random
+     * bytes), which KVM does not log; sbx_vm_get_dirty adds them. */
+    uint64_t *host_dirty;
     uint64_t xchg_gpa, xchg_size; /* the exchange area (boot information page) */
     uint32_t xsave_size;          /* bytes of the vCPU's XSAVE area on this host */
 };
@@ -226,6 +229,8 @@ int sbx_vm_ioctl_fail(struct sbx_diag *diag, const char *what);
 /* memory.c */
 /* Host pointer to guest range [gpa, gpa + len), or NULL if any of it lies outside memory. */
 void *sbx_mem_at(const struct sbx_vm *vm, uint64_t gpa, uint64_t len);
+/* memory.c: note a host write outside the exchange area for the next reset. */
+void sbx_mem_mark_host_write(struct sbx_vm *vm, uint64_t gpa, uint64_t len);
 void sbx_mem_load_segments(struct sbx_vm *vm, const struct sbx_guest *g);
 /* Where a guest's regions go in mem_size bytes of memory (sbx_abi.h). */
 struct sbx_layout {
