@@ -608,7 +608,10 @@ enum sbx_release_mode {
 
 struct sbx_ready_pool_opts {
     size_t sz;                    /* sizeof(struct sbx_ready_pool_opts): use SBX_OPTS */
-    const struct sbx_config *cfg; /* for every sandbox (see sbx_sandbox_from_template); may be NULL */
+    /* For every sandbox (see sbx_sandbox_from_template); may be NULL. The pool
+     * copies it, but what its pointers point to (log_ctx, core_dump_dir) must
+     * stay valid while the pool lives: refills use them. */
+    const struct sbx_config *cfg;
     size_t target;                /* sandboxes the pool keeps; 0: SBX_READY_DEFAULT_TARGET */
     /* Sandboxes alive at once (ready, taken or being reset); 0: no limit.
      * At the limit, take waits for a release. */

@@ -32,6 +32,7 @@ struct sbx_ready_pool {
     struct sbx_ready_pool_opts o;
     struct sbx_list ready, released;
     size_t taken, resetting, making, alive;
+    size_t waiting;               /* takers waiting for a reset or refill under way */
     uint64_t *ws;                 /* working set: pages the first requests touched */
     uint32_t ws_seen;             /* requests recorded in ws so far */
     struct sbx_ready_pool_stats st;
@@ -148,7 +149,8 @@ static int reset_one(struct sbx_ready_pool *p, struct sbx_sandbox *s, struct sbx
     int rc = sbx_sandbox_reset(s, diag);
     pthread_mutex_lock(&p->lock);
     p->resetting--;
-    bool surplus = rc == 0 && p->alive > p->o.target; /* made by a take in a burst */
+    /* made by a take in a burst, and no taker is waiting for it */
+    bool surplus = rc == 0 && p->alive > p->o.target && p->waiting == 0;
     if (rc == 0 && !surplus && (rc = list_push(&p->ready, s)) != 0)
         sbx_fail(diag, rc, "%s: out of memory for the ready pool's list", p->t->path);
     if (rc == 0)
@@ -192,6 +194,7 @@ static void refill_one(struct sbx_ready_pool *p)
         p->st.refills++;
     } else {
         p->alive--, p->st.refill_failures++;
+        pthread_cond_broadcast(&p->changed); /* takers waiting for it go on now */
         pthread_mutex_unlock(&p->lock);
         sbx_sandbox_destroy(s);
         pthread_mutex_lock(&p->lock);
@@ -295,6 +298,7 @@ static int take_locked(struct sbx_ready_pool *p, uint32_t timeout_ms, struct sbx
                        bool *make)
 {
     struct timespec end = after_ms(timeout_ms);
+    bool timed_out = false;
     for (;;) {
         if (p->ready.n) {
             *out = p->ready.v[--p->ready.n];
@@ -303,14 +307,15 @@ static int take_locked(struct sbx_ready_pool *p, uint32_t timeout_ms, struct sbx
         /* A reset or a refill under way is cheaper to wait for than a restore. */
         bool coming = p->released.n || p->resetting || p->making;
         bool may_make = p->o.max == 0 || p->alive < p->o.max;
-        if (may_make && !coming) {
+        if (may_make && (!coming || timed_out)) {
             *make = true;
             return 0;
         }
-        if (pthread_cond_timedwait(&p->changed, &p->lock, &end) == ETIMEDOUT) {
-            *make = may_make;
-            return may_make ? 0 : SBX_E_TIMEOUT;
-        }
+        if (timed_out)
+            return SBX_E_TIMEOUT;
+        p->waiting++;
+        timed_out = pthread_cond_timedwait(&p->changed, &p->lock, &end) == ETIMEDOUT;
+        p->waiting--;
     }
 }
 
@@ -381,6 +386,13 @@ static uint64_t resident(const void *mem, uint64_t len)
     return n * SBX_PAGE_SIZE;
 }
 
+/* Where the ready sandboxes' memory is: taken under the lock, measured
+ * outside it, so a scrape of the statistics does not hold up takes. */
+struct mem_range {
+    const void *mem;
+    uint64_t size;
+};
+
 int sbx_ready_pool_stats(struct sbx_ready_pool *p, struct sbx_ready_pool_stats *out,
                          struct sbx_diag *diag)
 {
@@ -390,9 +402,14 @@ int sbx_ready_pool_stats(struct sbx_ready_pool *p, struct sbx_ready_pool_stats *
     struct sbx_ready_pool_stats st = p->st;
     st.sz = sizeof st;
     st.ready = p->ready.n, st.taken = p->taken, st.resetting = p->resetting + p->released.n;
-    for (size_t i = 0; i < p->ready.n; i++)
-        st.ready_resident += resident(p->ready.v[i]->vm.mem, p->ready.v[i]->vm.mem_size);
+    struct mem_range *r = malloc((p->ready.n ? p->ready.n : 1) * sizeof *r);
+    for (size_t i = 0; r && i < p->ready.n; i++)
+        r[i] = (struct mem_range){ p->ready.v[i]->vm.mem, p->ready.v[i]->vm.mem_size };
     pthread_mutex_unlock(&p->lock);
+    /* one taken and destroyed meanwhile reads as not resident (mincore fails) */
+    for (size_t i = 0; r && i < st.ready; i++)
+        st.ready_resident += resident(r[i].mem, r[i].size);
+    free(r);
     st.template_resident = resident(p->t->mem, p->t->mem_size);
     return sbx_opts_out(out, &st, sizeof st, "sbx_ready_pool_stats", diag);
 }
