@@ -141,15 +141,25 @@ static void test_system_calls(void **state)
 
 /* Two sandboxes from one snapshot draw different random bytes; the restore
  * hook runs once per restore and reset; a request's LSTAR does not survive. */
-static void test_restore_entropy_hook_and_syscall_msr(void **state)
+/* The libc guest after its initialisation, as a template. */
+static struct sbx_template *libc_template(void)
 {
-    (void)state;
     struct sbx_sandbox *s = libc_sandbox();
     struct sbx_snapshot *snap = NULL;
     struct sbx_template *t = NULL;
     struct sbx_diag d = { 0 };
     if (sbx_snapshot_take(s, NULL, &snap, &d) || sbx_template_from_snapshot(snap, &t, &d))
         fail_msg("snapshot: %s", d.msg);
+    sbx_snapshot_free(snap);
+    sbx_sandbox_destroy(s);
+    return t;
+}
+
+static void test_restore_entropy_hook_and_syscall_msr(void **state)
+{
+    (void)state;
+    struct sbx_template *t = libc_template();
+    struct sbx_diag d = { 0 };
     SBX_OPTS(sbx_config, cfg, .deadline_ms = 20000);
     struct sbx_sandbox *a = NULL, *b = NULL;
     if (sbx_sandbox_from_template(t, &cfg, NULL, &a, &d) ||
@@ -193,8 +203,6 @@ static void test_restore_entropy_hook_and_syscall_msr(void **state)
     sbx_sandbox_destroy(a);
     sbx_sandbox_destroy(b);
     sbx_template_free(t);
-    sbx_snapshot_free(snap);
-    sbx_sandbox_destroy(s);
 }
 
 /* A serving thread confined by seccomp still answers a guest that asks the
@@ -220,24 +228,9 @@ static int confined_entropy(const struct sbx_template *t)
 static void test_entropy_under_seccomp(void **state)
 {
     (void)state;
-    struct sbx_sandbox *s = libc_sandbox();
-    struct sbx_snapshot *snap = NULL;
-    struct sbx_template *t = NULL;
-    struct sbx_diag d = { 0 };
-    if (sbx_snapshot_take(s, NULL, &snap, &d) || sbx_template_from_snapshot(snap, &t, &d))
-        fail_msg("snapshot: %s", d.msg);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0)
-        _exit(confined_entropy(t)); /* _exit: no leak check, which needs ptrace */
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
+    struct sbx_template *t = libc_template();
+    tu_in_child(confined_entropy, t);
     sbx_template_free(t);
-    sbx_snapshot_free(snap);
-    sbx_sandbox_destroy(s);
 }
 
 /* Run a shell command; its whole stdout, and its exit status in *status. */

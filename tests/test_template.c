@@ -382,15 +382,7 @@ static void test_seccomp_confines_a_serving_thread(void **state)
 {
     (void)state;
     struct sbx_template *t = demo_template(SBX_U64(8) << 20, 3);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0)
-        _exit(confined_child(t)); /* _exit: no leak check, which needs ptrace */
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
+    tu_in_child(confined_child, t);
     struct sbx_diag bad = { 0 };
     assert_int_equal(sbx_seccomp_confine(0x80, &bad), SBX_E_INVAL);
     sbx_template_free(t);
