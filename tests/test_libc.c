@@ -145,12 +145,7 @@ static void test_system_calls(void **state)
 static struct sbx_template *libc_template(void)
 {
     struct sbx_sandbox *s = libc_sandbox();
-    struct sbx_snapshot *snap = NULL;
-    struct sbx_template *t = NULL;
-    struct sbx_diag d = { 0 };
-    if (sbx_snapshot_take(s, NULL, &snap, &d) || sbx_template_from_snapshot(snap, &t, &d))
-        fail_msg("snapshot: %s", d.msg);
-    sbx_snapshot_free(snap);
+    struct sbx_template *t = tu_template_of(s);
     sbx_sandbox_destroy(s);
     return t;
 }

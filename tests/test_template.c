@@ -20,27 +20,15 @@ static struct sbx_template *demo_template(uint64_t mem_size, int calls)
 {
     char path[600];
     snprintf(path, sizeof path, "%s/demo.elf", guest_dir);
-    struct sbx_diag d = { 0 };
-    struct sbx_guest *g = NULL;
-    struct sbx_sandbox *s = NULL;
-    struct sbx_snapshot *snap = NULL;
-    struct sbx_template *t = NULL;
-    SBX_OPTS(sbx_config, cfg, .mem_size = mem_size, .deadline_ms = 5000);
-    if (sbx_guest_load(path, NULL, &g, &d) || sbx_sandbox_create(g, &cfg, &s, &d))
-        fail_msg("%s: %s", path, d.msg);
-    for (int i = 0; i < calls; i++)
-        if (sbx_sandbox_call(s, "counter", NULL, 0, NULL, &d))
-            fail_msg("counter: %s", d.msg);
+    struct sbx_sandbox *s = tu_sandbox_after(path, mem_size, "counter", calls);
     /* a request's data before the snapshot must not reach the template either */
+    struct sbx_diag d = { 0 };
     struct sbx_value secret = { .type = SBX_T_STR, .u.buf = { "before-snapshot", 15 } };
     if (sbx_sandbox_call(s, "echo", &secret, 1, NULL, &d))
         fail_msg("echo: %s", d.msg);
-    if (sbx_snapshot_take(s, NULL, &snap, &d) || sbx_template_from_snapshot(snap, &t, &d))
-        fail_msg("template: %s", d.msg);
+    struct sbx_template *t = tu_template_of(s);
     assert_null(memmem(t->mem, t->mem_size, "before-snapshot", 15));
-    sbx_snapshot_free(snap);
     sbx_sandbox_destroy(s);
-    sbx_guest_free(g);
     return t;
 }
 

@@ -106,4 +106,34 @@ static inline void tu_log_cb(void *ctx, enum sbx_log_level level, const char *ms
         snprintf(l->all + used, sizeof l->all - used, "%s\n", msg);
 }
 
+/* A sandbox of the guest at path with mem_size bytes of memory, after the
+ * argument-less guest function fn was called `calls` times. */
+static inline struct sbx_sandbox *tu_sandbox_after(const char *path, uint64_t mem_size,
+                                                   const char *fn, int calls)
+{
+    struct sbx_diag d = { 0 };
+    struct sbx_guest *g = NULL;
+    struct sbx_sandbox *s = NULL;
+    SBX_OPTS(sbx_config, cfg, .mem_size = mem_size, .deadline_ms = 5000);
+    if (sbx_guest_load(path, NULL, &g, &d) || sbx_sandbox_create(g, &cfg, &s, &d))
+        fail_msg("%s: %s", path, d.msg);
+    sbx_guest_free(g);
+    for (int i = 0; i < calls; i++)
+        if (sbx_sandbox_call(s, fn, NULL, 0, NULL, &d))
+            fail_msg("%s: %s", fn, d.msg);
+    return s;
+}
+
+/* s frozen into a template; s stays the caller's. */
+static inline struct sbx_template *tu_template_of(struct sbx_sandbox *s)
+{
+    struct sbx_diag d = { 0 };
+    struct sbx_snapshot *snap = NULL;
+    struct sbx_template *t = NULL;
+    if (sbx_snapshot_take(s, NULL, &snap, &d) || sbx_template_from_snapshot(snap, &t, &d))
+        fail_msg("template: %s", d.msg);
+    sbx_snapshot_free(snap);
+    return t;
+}
+
 #endif
